@@ -1,0 +1,13 @@
+"""EasyCache: training-free, runtime-adaptive caching for video diffusion transformers.
+
+    import easycache
+    cache = easycache.apply_easycache(pipe_or_transformer, easycache.EasyCacheConfig(thresh=0.025))
+    video = pipe(...)
+    print(cache.summary())
+"""
+
+from .cache import CallRecord, EasyCache, EasyCacheConfig
+from .install import apply_easycache, installed_cache, remove_easycache
+
+__all__ = ["CallRecord", "EasyCache", "EasyCacheConfig", "apply_easycache", "installed_cache", "remove_easycache"]
+__version__ = "0.1.0"

@@ -1,0 +1,303 @@
+"""EasyCache: the caching rule, its state and its records. Plain torch, no model knowledge.
+
+The transformer is a black box ``v = F(x)``. At each denoising step the rule predicts how much the
+output would change from how much the input changed, scaled by the *transformation rate* ``k``
+measured between the last two computed steps. While the accumulated predicted change stays below
+``thresh``, the transformer is skipped and the last ``v - x`` is added to the new input instead.
+
+Exactly (``|a|`` is ``a.abs().float().mean()``), at a call with input ``x`` at step ``s`` of ``N``:
+
+1. ``s < warmup_steps`` or ``s == N - 1``: compute, ``E = 0``.
+2. else if ``k`` is unset: compute.
+3. else ``E += k * |x - x_prev| / |v_full|``; reuse if ``E < thresh``, else compute and ``E = 0``.
+4. ``x_prev = x`` on every call.
+5. reuse returns ``x + delta``; the transformer is not called.
+6. compute: ``v = F(x)``; ``k = |v - v_full| / |x - x_full|`` if a previous computed call exists;
+   then ``delta = v - x``, ``x_full = x``, ``v_full = v``.
+
+Beyond the reference code: the state lives on this object (one per model instance); a new
+generation resets it; calls with the same timestep are one step (classifier-free guidance as two
+calls), decided once on the step's first call, each branch keeping its own ``delta``; an input with
+more channels than the output (image-to-video conditioning) is narrowed to the predicted channels;
+with a process group, every rank takes the same decision.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Hashable
+
+import torch
+
+
+@dataclass
+class EasyCacheConfig:
+    """What the cache trades, knob by knob.
+
+    Attributes:
+        thresh: Accumulated predicted relative change of the output under which a step is skipped.
+            Higher skips more steps (faster) and drifts further from the uncached video; ``0``
+            computes every step and is bit-identical to no cache. EasyCache's HunyuanVideo
+            default is ``0.025`` (about 2.2x on 50 steps).
+        warmup_steps: The first steps are always computed: early steps shape the layout of the
+            video and change fast. More warmup is safer and slower.
+        num_steps: Denoising steps of one generation. The last step is always computed, and the
+            step counter wraps (a new generation) after it. When the cache is installed on a
+            pipeline, each pipeline call supplies its own count and this is only the fallback.
+        process_group: A ``torch.distributed`` process group whose ranks run one generation
+            together (sequence parallelism). The decision is all-reduced over it (compute if any
+            rank would), so no rank skips a collective another rank runs. ``None``: decide locally,
+            which is right for one GPU and for ranks that each generate their own videos.
+    """
+
+    thresh: float = 0.025
+    warmup_steps: int = 5
+    num_steps: int = 50
+    process_group: Any = None
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.thresh, (int, float)) and math.isfinite(self.thresh) and self.thresh >= 0):
+            raise ValueError(f"EasyCacheConfig.thresh must be a finite number >= 0, got {self.thresh!r}")
+        if not (isinstance(self.warmup_steps, int) and self.warmup_steps >= 0):
+            raise ValueError(f"EasyCacheConfig.warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
+        if not (isinstance(self.num_steps, int) and self.num_steps >= 1):
+            raise ValueError(f"EasyCacheConfig.num_steps must be an integer >= 1, got {self.num_steps!r}")
+
+
+@dataclass
+class CallRecord:
+    """One transformer call: where it was, what the rule decided and what it cost.
+
+    ``k`` is the transformation rate after the call; ``accumulated_error`` is the error the step's
+    decision was taken on (0 on forced steps); ``seconds`` is the call's wall-clock time.
+    """
+
+    step: int
+    timestep: float | None
+    branch: str
+    computed: bool
+    k: float | None
+    accumulated_error: float
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def mean_abs(a: torch.Tensor) -> torch.Tensor:
+    """The rule's size of a tensor: mean absolute value, accumulated in float32."""
+    return a.detach().abs().float().mean()
+
+
+def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> float | None:
+    """``numerator / denominator`` as a float, or None where it is not a usable finite number."""
+    den = float(denominator)
+    if den == 0.0 or not math.isfinite(den):
+        return None
+    value = float(numerator) / den
+    return value if math.isfinite(value) else None
+
+
+def predicted_channels(x: torch.Tensor, out_channels: int | None) -> torch.Tensor:
+    """The part of the input that the output predicts: the first ``out_channels`` channels (dim 1).
+
+    Image-to-video transformers take the noisy latent concatenated with conditioning channels and
+    predict only the noisy latent; the rule compares and updates that part alone.
+    """
+    if out_channels is None or x.dim() < 2 or x.shape[1] == out_channels:
+        return x
+    return x.narrow(1, 0, out_channels)
+
+
+@dataclass
+class _Branch:
+    """Per-branch (e.g. cond / uncond) memory: the last output minus input of this branch."""
+
+    delta: torch.Tensor | None = None
+
+
+@dataclass
+class _RuleState:
+    """The rule's state for one generation (see the module docstring for the names)."""
+
+    step: int = -1
+    timestep: float | None = None
+    num_steps: int = 50
+    compute_this_step: bool = True
+    decided_by: Hashable | None = None
+    calls_in_step: int = 0
+    x_prev: torch.Tensor | None = None
+    x_full: torch.Tensor | None = None
+    v_full: torch.Tensor | None = None
+    k: float | None = None
+    error: float = 0.0
+    decision_error: float = 0.0
+    out_channels: int | None = None
+    branches: dict = field(default_factory=dict)
+
+
+class EasyCache:
+    """The installed cache of one model instance: call it with each transformer input.
+
+    ``cache(x, timestep, branch, compute)`` returns the model's prediction for ``x``: either
+    ``compute(x)`` or the cached estimate ``x + delta``. Adapters (see ``install.py``) translate a
+    model's call into this one and back.
+    """
+
+    def __init__(self, config: EasyCacheConfig | None = None):
+        self.config = config or EasyCacheConfig()
+        self.records: list[CallRecord] = []
+        self.num_steps_source: Callable[[], int | None] | None = None
+        self._state = _RuleState(num_steps=self.config.num_steps)
+
+    # ------------------------------------------------------------------ lifecycle
+    def reset(self) -> None:
+        """Begin a new generation: forget every cached tensor, the rate, the error and the records."""
+        self.records = []
+        self._state = _RuleState(num_steps=self.config.num_steps)
+
+    @property
+    def step(self) -> int:
+        """Index of the current denoising step in this generation (-1 before the first call)."""
+        return self._state.step
+
+    @property
+    def num_steps(self) -> int:
+        """Steps of the current generation, as the rule counts them."""
+        return self._state.num_steps
+
+    # ------------------------------------------------------------------ the rule
+    def __call__(
+        self,
+        x: torch.Tensor,
+        timestep: float | None,
+        branch: Hashable | None,
+        compute: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """One transformer call. ``branch`` names the call within its step (None: its position)."""
+        started = _now(x)
+        first_call = self._enter_step(x, timestep)
+        state = self._state
+        branch = state.calls_in_step if branch is None else branch
+        state.calls_in_step += 1
+        if first_call:
+            state.decided_by = branch
+        slot = state.branches.setdefault(branch, _Branch())
+
+        if not state.compute_this_step and slot.delta is not None:
+            v = predicted_channels(x, state.out_channels) + slot.delta
+            computed = False
+        else:
+            v = compute(x)
+            self._learn(x, v, slot, is_decider=branch == state.decided_by)
+            computed = True
+
+        self.records.append(
+            CallRecord(
+                step=state.step,
+                timestep=timestep,
+                branch=str(branch),
+                computed=computed,
+                k=state.k,
+                accumulated_error=state.decision_error,
+                seconds=_now(x) - started,
+            )
+        )
+        return v
+
+    def _enter_step(self, x: torch.Tensor, timestep: float | None) -> bool:
+        """Start and decide a new step unless ``timestep`` is the current one's. True if it started."""
+        state = self._state
+        if timestep is not None and state.step >= 0 and timestep == state.timestep:
+            return False
+        # Timesteps fall within a generation: a step past the last one, or a timestep that rises,
+        # can only be the first step of the next generation.
+        rises = timestep is not None and state.timestep is not None and timestep > state.timestep
+        if state.step + 1 >= state.num_steps or rises:
+            self.reset()
+            state = self._state
+        if state.step < 0 and self.num_steps_source is not None:
+            state.num_steps = self.num_steps_source() or self.config.num_steps
+        state.step += 1
+        state.timestep = timestep
+        state.calls_in_step = 0
+        state.compute_this_step = self._decide(predicted_channels(x, state.out_channels))
+        state.x_prev = predicted_channels(x, state.out_channels).detach().clone()
+        return True
+
+    def _decide(self, x: torch.Tensor) -> bool:
+        """Rule steps 1-3 for the first call of a step: True to compute, False to reuse."""
+        state, cfg = self._state, self.config
+        if state.step < cfg.warmup_steps or state.step == state.num_steps - 1:
+            state.error = state.decision_error = 0.0
+            return True
+        if state.k is None or state.x_prev is None or state.v_full is None or x.shape != state.x_prev.shape:
+            compute = True
+        else:
+            rate = _ratio(mean_abs(x - state.x_prev), mean_abs(state.v_full))
+            state.error = math.inf if rate is None else state.error + state.k * rate
+            compute = not state.error < cfg.thresh
+        compute = self._agree(compute, x.device)
+        state.decision_error = state.error
+        if compute:
+            state.error = 0.0
+        return compute
+
+    def _learn(self, x: torch.Tensor, v: torch.Tensor, slot: _Branch, is_decider: bool) -> None:
+        """Rule step 6 after a computed call: update the rate (deciding branch) and the delta."""
+        state = self._state
+        if state.out_channels is None and v.dim() >= 2 and x.dim() == v.dim():
+            state.out_channels = v.shape[1]
+        x = predicted_channels(x, state.out_channels)
+        if x.shape != v.shape:
+            raise ValueError(
+                f"EasyCache needs the transformer's output to have the shape of its (noisy-latent) input; "
+                f"got input {tuple(x.shape)} and output {tuple(v.shape)}"
+            )
+        slot.delta = (v - x).detach()
+        if not is_decider:
+            return
+        if state.v_full is not None and state.x_full is not None and state.v_full.shape == v.shape:
+            state.k = _ratio(mean_abs(v - state.v_full), mean_abs(x - state.x_full))
+        state.x_full = x.detach().clone()
+        state.v_full = v.detach()
+        if state.x_prev is None or state.x_prev.shape != x.shape:
+            state.x_prev = state.x_full
+
+    def _agree(self, compute: bool, device: torch.device) -> bool:
+        """All ranks of ``process_group`` take the same decision: compute if any rank would."""
+        group = self.config.process_group
+        if group is None or not torch.distributed.is_available() or not torch.distributed.is_initialized():
+            return compute
+        flag = torch.tensor([1.0 if compute else 0.0], device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX, group=group)
+        return bool(flag.item() > 0)
+
+    # ------------------------------------------------------------------ reporting
+    def summary(self) -> dict:
+        """Counts and seconds of the current generation. ``speedup`` is calls / computed calls."""
+        calls = len(self.records)
+        computed = sum(r.computed for r in self.records)
+        compute_seconds = sum(r.seconds for r in self.records if r.computed)
+        reuse_seconds = sum(r.seconds for r in self.records if not r.computed)
+        return {
+            "calls": calls,
+            "computed": computed,
+            "reused": calls - computed,
+            "speedup": calls / computed if computed else float("nan"),
+            "seconds": compute_seconds + reuse_seconds,
+            "compute_seconds": compute_seconds,
+            "reuse_seconds": reuse_seconds,
+            "steps": len({r.step for r in self.records}),
+            "thresh": self.config.thresh,
+            "warmup_steps": self.config.warmup_steps,
+        }
+
+
+def _now(x: torch.Tensor) -> float:
+    """Wall-clock time after the device's queued work: honest per-call seconds on a GPU."""
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+    return time.perf_counter()
