@@ -8,6 +8,7 @@ denoising loop, else the call's ``num_inference_steps``).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -38,6 +39,7 @@ def install_on_pipeline(pipeline: Any, config: EasyCacheConfig) -> EasyCache:
     cache.num_steps_source = lambda: _int_or_none(getattr(pipeline, "_num_timesteps", None)) or call_steps["steps"]
     signature = inspect.signature(base.__call__)
 
+    @functools.wraps(base.__call__)
     def __call__(self, *args, **kwargs):
         cache.reset()
         call_steps["steps"] = _requested_steps(signature, self, args, kwargs)

@@ -1,0 +1,159 @@
+"""The same job through diffusers, for users without Tencent's repo: HunyuanVideo's flags, a
+diffusers pipeline (hub id or local folder), EasyCache on it, the same outputs.
+
+HunyuanVideo's flags map onto the pipeline call: ``--cfg-scale`` is true classifier-free guidance
+(two transformer calls per step, with ``--neg-prompt``), ``--embedded-cfg-scale`` the distilled
+guidance the model is conditioned on, ``--flow-shift`` the scheduler's shift. ``--flow-reverse`` is
+accepted and changes nothing: diffusers' flow-matching scheduler already runs from noise to data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import random
+import time
+from pathlib import Path
+
+import torch
+from loguru import logger
+
+from .cache import EasyCacheConfig
+from .errors import UsageError
+from .install import apply_easycache
+from .outputs import build_run_record, hunyuan_video_path, is_writer_rank, prepare_save_dir, write_run_json, write_video
+
+DEFAULT_MODEL = "hunyuanvideo-community/HunyuanVideo"
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """HunyuanVideo's sampling flags, same names and defaults, for a diffusers pipeline."""
+    parser = argparse.ArgumentParser(prog="easycache_sample_video.py --backend diffusers", add_help=False)
+    group = parser.add_argument_group("sampling (HunyuanVideo's flags, run through diffusers)")
+    group.add_argument("--model", default=DEFAULT_MODEL, help="diffusers pipeline: hub id or local folder")
+    group.add_argument("--prompt", help="text prompt")
+    group.add_argument("--neg-prompt", default=None, help="negative prompt (used when --cfg-scale > 1)")
+    group.add_argument("--video-size", type=int, nargs="+", default=[720, 1280], help="height width")
+    group.add_argument("--video-length", type=int, default=129, help="frames (4k+1)")
+    group.add_argument("--infer-steps", type=int, default=50)
+    group.add_argument("--seed", type=int, default=None, help="random seed (default: a random one, recorded)")
+    group.add_argument("--cfg-scale", type=float, default=1.0, help="true classifier-free guidance scale")
+    group.add_argument("--embedded-cfg-scale", type=float, default=6.0, help="distilled guidance scale")
+    group.add_argument("--flow-shift", type=float, default=7.0)
+    group.add_argument("--flow-reverse", action="store_true", help="accepted for HunyuanVideo compatibility")
+    group.add_argument("--num-videos", type=int, default=1)
+    group.add_argument("--batch-size", type=int, default=1, help="accepted; prompts come one per run")
+    group.add_argument("--save-path", default="./results")
+    group.add_argument("--save-path-suffix", default="")
+    group.add_argument("--use-cpu-offload", action="store_true", help="diffusers' model CPU offload")
+    group.add_argument("--precision", choices=sorted(DTYPES), default="bf16", help="pipeline dtype")
+    group.add_argument("--vae-precision", choices=sorted(DTYPES), default="fp16")
+    group.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    return parser
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise UsageError(f"{' '.join(unknown)}: not a flag of --backend diffusers (see --help)")
+    if not args.prompt:
+        raise UsageError('no prompt: pass --prompt "..."')
+    if len(args.video_size) == 1:
+        args.video_size = args.video_size * 2
+    if len(args.video_size) != 2:
+        raise UsageError(f"--video-size takes HEIGHT WIDTH, got {args.video_size}")
+    return args
+
+
+def load_pipeline(model: str, args: argparse.Namespace):
+    """A diffusers pipeline from a hub id or a folder, in the requested dtypes, on the device."""
+    from diffusers import DiffusionPipeline
+
+    try:
+        pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=DTYPES[args.precision])
+    except (OSError, ValueError, EnvironmentError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(
+            f"cannot load the diffusers pipeline {model!r} ({first_line}); pass --model with a local "
+            "folder or a hub id you can download"
+        ) from error
+    if getattr(pipe, "vae", None) is not None:
+        pipe.vae.to(DTYPES[args.vae_precision])
+        if hasattr(pipe.vae, "enable_tiling"):
+            pipe.vae.enable_tiling()
+    scheduler = getattr(pipe, "scheduler", None)
+    if scheduler is not None and "shift" in scheduler.config:
+        pipe.scheduler = type(scheduler).from_config(scheduler.config, shift=args.flow_shift)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.use_cpu_offload and device != "cpu":
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    return pipe, device
+
+
+def pipeline_kwargs(pipe, args: argparse.Namespace, device: str, seed: int) -> dict:
+    """HunyuanVideo's flags as the pipeline's own arguments (those its ``__call__`` takes)."""
+    wanted = {
+        "prompt": args.prompt,
+        "height": args.video_size[0],
+        "width": args.video_size[1],
+        "num_frames": args.video_length,
+        "num_inference_steps": args.infer_steps,
+        "guidance_scale": args.embedded_cfg_scale,
+        "num_videos_per_prompt": args.num_videos,
+        "generator": torch.Generator(device="cpu").manual_seed(seed),
+        "output_type": "np",
+    }
+    if args.cfg_scale > 1.0:
+        wanted.update(true_cfg_scale=args.cfg_scale, negative_prompt=args.neg_prompt or "")
+    accepted = inspect.signature(type(pipe).__call__).parameters
+    missing = [k for k in ("true_cfg_scale",) if k in wanted and k not in accepted]
+    if missing:
+        raise UsageError(f"{type(pipe).__name__} in this diffusers has no {missing[0]}; use --cfg-scale 1")
+    return {k: v for k, v in wanted.items() if k in accepted}
+
+
+def run(argv: list[str], cache_config: EasyCacheConfig, easycache_enabled: bool) -> list[Path]:
+    """Load the pipeline, install EasyCache, generate, write each video and its JSON."""
+    args = parse(argv)
+    save_path = args.save_path if args.save_path_suffix == "" else f"{args.save_path}_{args.save_path_suffix}"
+    if is_writer_rank():
+        prepare_save_dir(save_path)
+    seed = args.seed if args.seed is not None else random.randint(0, 1_000_000)
+
+    started = time.perf_counter()
+    pipe, device = load_pipeline(args.model, args)
+    load_seconds = time.perf_counter() - started
+    cache_config.num_steps = args.infer_steps
+    cache = apply_easycache(pipe, cache_config)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+    started = time.perf_counter()
+    frames = pipe(**pipeline_kwargs(pipe, args, device, seed)).frames
+    seconds = {"end_to_end_seconds": time.perf_counter() - started, "load_seconds": load_seconds}
+    summary = cache.summary()
+    logger.info(
+        f"EasyCache: {summary['computed']}/{summary['calls']} transformer calls computed "
+        f"({summary['speedup']:.2f}x fewer), transformer {summary['seconds']:.1f}s, "
+        f"end to end {seconds['end_to_end_seconds']:.1f}s"
+    )
+    if not is_writer_rank():
+        return []
+    videos = []
+    for i, video in enumerate(frames):
+        path = hunyuan_video_path(save_path, seed, args.prompt)
+        if len(frames) > 1:  # one generator makes all videos of a call: number them, same seed
+            path = path.with_name(f"{path.stem}_{i}{path.suffix}")
+        write_video(video, path, fps=24)
+        record = build_run_record(
+            backend="diffusers", args=vars(args), cache=cache, easycache_enabled=easycache_enabled,
+            seconds=seconds, video=path, seed=seed, prompt=args.prompt,
+        )
+        write_run_json(path, record)
+        logger.info(f"Sample save to: {path}")
+        videos.append(path)
+    return videos

@@ -1,0 +1,98 @@
+"""What a run writes: the video, named as HunyuanVideo names it, and the run's JSON beside it."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError
+
+
+def hunyuan_video_path(save_path: str | os.PathLike, seed: int, prompt: str) -> Path:
+    """``{save_path}/{time}_seed{seed}_{prompt[:100]}.mp4``, HunyuanVideo's ``sample_video.py`` naming."""
+    time_flag = datetime.fromtimestamp(time.time()).strftime("%Y-%m-%d-%H:%M:%S")
+    return Path(save_path) / f"{time_flag}_seed{seed}_{prompt[:100].replace('/', '')}.mp4"
+
+
+def prepare_save_dir(save_path: str | os.PathLike) -> Path:
+    """Create the output folder up front, so a bad path fails before minutes of generation."""
+    path = Path(save_path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create the output folder {path}: {error.strerror}; pass a writable --save-path")
+    return path
+
+
+def write_video(frames: Any, path: Path, fps: int = 24) -> Path:
+    """Write frames (T, H, W, C) or (C, T, H, W) in [0, 1] as an mp4, as HunyuanVideo converts them."""
+    import imageio
+
+    array = frames.detach().float().cpu().numpy() if hasattr(frames, "detach") else np.asarray(frames)
+    if array.ndim == 4 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
+        array = array.transpose(1, 2, 3, 0)  # (C, T, H, W) -> (T, H, W, C)
+    array = (np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
+    tmp = path.with_name(path.stem + ".partial" + path.suffix)
+    imageio.mimsave(tmp, list(array), fps=fps)
+    tmp.replace(path)  # never leave a half-written video under the final name
+    return path
+
+
+def write_run_json(video_path: Path, run: dict) -> Path:
+    """The run's record beside its video: same name, ``.json``."""
+    path = video_path.with_suffix(".json")
+    path.write_text(json.dumps(_jsonable(run), indent=2, allow_nan=False))
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    """Arguments and records as plain JSON (paths as strings, non-finite floats as null)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return _jsonable(value.item())
+    return str(value)
+
+
+def is_writer_rank() -> bool:
+    """Only the first process of a torchrun job writes files."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
+def build_run_record(*, backend: str, args: dict, cache: Any, easycache_enabled: bool, seconds: dict,
+                     video: Path, seed: int, prompt: str) -> dict:
+    """The JSON of one run: arguments, per-call records, transformer and end-to-end seconds, memory."""
+    import torch
+
+    from . import __version__
+
+    summary = cache.summary()
+    return {
+        "backend": backend,
+        "video": str(video),
+        "prompt": prompt,
+        "seed": seed,
+        "easycache": {"enabled": easycache_enabled, "thresh": cache.config.thresh,
+                      "warmup_steps": cache.config.warmup_steps, "num_steps": cache.num_steps},
+        "summary": summary,
+        "transformer_seconds": summary["seconds"],
+        **seconds,
+        "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "versions": {"easycache": __version__, "torch": torch.__version__},
+        "args": args,
+        "records": [r.as_dict() for r in cache.records],
+    }
