@@ -100,15 +100,29 @@ def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def predicted_channels(x: torch.Tensor, out_channels: int | None) -> torch.Tensor:
-    """The part of the input that the output predicts: the first ``out_channels`` channels (dim 1).
+def predicted_part(x: torch.Tensor, narrow: tuple[int, int] | None) -> torch.Tensor:
+    """The part of the input that the output predicts: the first ``size`` entries of dim ``dim``.
 
     Image-to-video transformers take the noisy latent concatenated with conditioning channels and
     predict only the noisy latent; the rule compares and updates that part alone.
     """
-    if out_channels is None or x.dim() < 2 or x.shape[1] == out_channels:
+    if narrow is None or x.shape[narrow[0]] == narrow[1]:
         return x
-    return x.narrow(1, 0, out_channels)
+    return x.narrow(narrow[0], 0, narrow[1])
+
+
+def narrowing(x: torch.Tensor, v: torch.Tensor) -> tuple[int, int] | None:
+    """How the input maps onto an output of shape ``v``: None when equal, else (dim, size) for the
+    one dimension (the channels) where the input carries more."""
+    if x.shape == v.shape:
+        return None
+    differ = [d for d in range(x.dim()) if x.dim() == v.dim() and x.shape[d] != v.shape[d]]
+    if len(differ) != 1 or x.shape[differ[0]] < v.shape[differ[0]]:
+        raise ValueError(
+            "EasyCache needs the transformer's output to have the shape of its (noisy-latent) input, "
+            f"or of its first channels; got input {tuple(x.shape)} and output {tuple(v.shape)}"
+        )
+    return differ[0], v.shape[differ[0]]
 
 
 @dataclass
@@ -134,7 +148,8 @@ class _RuleState:
     k: float | None = None
     error: float = 0.0
     decision_error: float = 0.0
-    out_channels: int | None = None
+    narrow: tuple[int, int] | None = None
+    owner: Hashable | None = None
     branches: dict = field(default_factory=dict)
 
 
@@ -175,10 +190,12 @@ class EasyCache:
         timestep: float | None,
         branch: Hashable | None,
         compute: Callable[[torch.Tensor], torch.Tensor],
+        owner: Hashable | None = None,
     ) -> torch.Tensor:
-        """One transformer call. ``branch`` names the call within its step (None: its position)."""
+        """One transformer call. ``branch`` names the call within its step (None: its position);
+        ``owner`` names the model called, when one cache serves several (Wan 2.2's two experts)."""
         started = _now(x)
-        first_call = self._enter_step(x, timestep)
+        first_call = self._enter_step(x, timestep, owner)
         state = self._state
         branch = state.calls_in_step if branch is None else branch
         state.calls_in_step += 1
@@ -187,7 +204,7 @@ class EasyCache:
         slot = state.branches.setdefault(branch, _Branch())
 
         if not state.compute_this_step and slot.delta is not None:
-            v = predicted_channels(x, state.out_channels) + slot.delta
+            v = predicted_part(x, state.narrow) + slot.delta
             computed = False
         else:
             v = compute(x)
@@ -207,7 +224,7 @@ class EasyCache:
         )
         return v
 
-    def _enter_step(self, x: torch.Tensor, timestep: float | None) -> bool:
+    def _enter_step(self, x: torch.Tensor, timestep: float | None, owner: Hashable | None) -> bool:
         """Start and decide a new step unless ``timestep`` is the current one's. True if it started."""
         state = self._state
         if timestep is not None and state.step >= 0 and timestep == state.timestep:
@@ -220,12 +237,24 @@ class EasyCache:
             state = self._state
         if state.step < 0 and self.num_steps_source is not None:
             state.num_steps = self.num_steps_source() or self.config.num_steps
+        if owner != state.owner:
+            self._restart_rate(owner)
         state.step += 1
         state.timestep = timestep
         state.calls_in_step = 0
-        state.compute_this_step = self._decide(predicted_channels(x, state.out_channels))
-        state.x_prev = predicted_channels(x, state.out_channels).detach().clone()
+        state.compute_this_step = self._decide(predicted_part(x, state.narrow))
+        state.x_prev = predicted_part(x, state.narrow).detach().clone()
         return True
+
+    def _restart_rate(self, owner: Hashable | None) -> None:
+        """Another model takes over (Wan 2.2's low-noise expert): its rate and deltas are unknown,
+        so the cached tensors are dropped and the next steps compute until ``k`` is measured again.
+        The step counter, and with it warmup and the last step, stays the generation's."""
+        state = self._state
+        state.owner = owner
+        state.x_prev = state.x_full = state.v_full = state.k = state.narrow = None
+        state.error = 0.0
+        state.branches = {}
 
     def _decide(self, x: torch.Tensor) -> bool:
         """Rule steps 1-3 for the first call of a step: True to compute, False to reuse."""
@@ -248,9 +277,9 @@ class EasyCache:
     def _learn(self, x: torch.Tensor, v: torch.Tensor, slot: _Branch, is_decider: bool) -> None:
         """Rule step 6 after a computed call: update the rate (deciding branch) and the delta."""
         state = self._state
-        if state.out_channels is None and v.dim() >= 2 and x.dim() == v.dim():
-            state.out_channels = v.shape[1]
-        x = predicted_channels(x, state.out_channels)
+        if state.narrow is None:
+            state.narrow = narrowing(x, v)
+        x = predicted_part(x, state.narrow)
         if x.shape != v.shape:
             raise ValueError(
                 f"EasyCache needs the transformer's output to have the shape of its (noisy-latent) input; "

@@ -30,11 +30,12 @@ def apply_easycache(target: Any, config: EasyCacheConfig | None = None) -> EasyC
     """Install EasyCache on a transformer, a diffusers pipeline or HunyuanVideo's sampler.
 
     Returns the installed cache (``reset()``, ``records``, ``summary()``). On a pipeline, each
-    pipeline call starts a new generation and supplies its number of steps.
+    pipeline call starts a new generation and supplies its number of steps, and without a
+    ``config`` the model's preset (``easycache.presets``) applies; on a bare transformer the
+    default ``EasyCacheConfig()`` does.
     """
-    config = config or EasyCacheConfig()
     if isinstance(target, torch.nn.Module):
-        return install_on_model(target, config)
+        return install_on_model(target, config or EasyCacheConfig())
     from .pipeline import find_pipeline, install_on_pipeline
 
     pipeline = find_pipeline(target)
@@ -74,14 +75,20 @@ class _Installation:
     branch: str | None = None
 
 
-def install_on_model(model: torch.nn.Module, config: EasyCacheConfig) -> EasyCache:
-    """Wrap ``model.forward`` (this instance only) with a new cache and return the cache."""
+def install_on_model(
+    model: torch.nn.Module, config: EasyCacheConfig, cache: EasyCache | None = None, owner: str | None = None
+) -> EasyCache:
+    """Wrap ``model.forward`` (this instance only) with a cache and return the cache.
+
+    ``cache`` shares one cache between models that take turns within one generation (Wan 2.2's
+    two experts); ``owner`` then names this model, so the cache knows when the other one takes over.
+    """
     if _ATTRIBUTE in model.__dict__:
         raise RuntimeError(
             f"EasyCache is already installed on this {type(model).__name__}; use the handle "
             "apply_easycache returned, or call easycache.remove_easycache(model) first"
         )
-    cache = EasyCache(config)
+    cache = cache or EasyCache(config)
     forward = model.forward
     names = [p for p in inspect.signature(type(model).forward).parameters][1:]
     latent = _pick(names, LATENT_NAMES) or (names[0] if names else None)
@@ -102,7 +109,7 @@ def install_on_model(model: torch.nn.Module, config: EasyCacheConfig) -> EasyCac
             return _tensor_of(computed["output"])
 
         t = _argument(args, kwargs, names, timestep) if timestep else None
-        v = cache(x, _as_float(t), installation.branch, compute)
+        v = cache(x, _as_float(t), installation.branch, compute, owner)
         if "output" in computed:
             template["output"] = computed["output"]
             return computed["output"]
@@ -167,11 +174,12 @@ def _argument(args: tuple, kwargs: dict, names: list[str], name: str) -> Any:
 
 
 def _as_float(t: Any) -> float | None:
-    """A call's timestep as one number (the first, when a batch carries several)."""
+    """A call's timestep as one number. Per-sample or per-token timesteps (Wan 2.2 TI2V, LTX
+    conditioning) give the largest: conditioning tokens sit at 0, the generated ones at the step's."""
     if t is None:
         return None
     if torch.is_tensor(t):
-        return float(t.detach().flatten()[0]) if t.numel() else None
+        return float(t.detach().max()) if t.numel() else None
     return float(t)
 
 

@@ -1,6 +1,7 @@
 """Installing an EasyCache on a pipeline: diffusers' pipelines and HunyuanVideo's own.
 
-The cache goes on the pipeline's ``transformer`` instance (see ``install.py``). The pipeline call
+One cache goes on the pipeline's ``transformer`` instance (and on Wan 2.2's ``transformer_2``: one
+step counter, the rate restarted when the second expert takes over; see ``install.py``). The call
 is wrapped, for this pipeline instance only, so that each call starts a new generation and the
 rule counts the call's own number of steps (the pipeline's ``_num_timesteps``, set before its
 denoising loop, else the call's ``num_inference_steps``).
@@ -16,6 +17,9 @@ import torch
 
 from .cache import EasyCache, EasyCacheConfig
 from .install import install_on_model, installed_cache, uninstall_from_model
+from .presets import preset_for
+
+DENOISER_ATTRIBUTES = ("transformer", "transformer_2")
 
 
 def find_pipeline(target: Any) -> Any | None:
@@ -26,15 +30,30 @@ def find_pipeline(target: Any) -> Any | None:
     return None
 
 
-def install_on_pipeline(pipeline: Any, config: EasyCacheConfig) -> EasyCache:
-    """Install a cache on ``pipeline.transformer`` and make each pipeline call a new generation."""
+def denoisers(pipeline: Any) -> dict[str, torch.nn.Module]:
+    """The pipeline's transformers by attribute name: ``transformer``, and Wan 2.2's second expert."""
+    found = {name: getattr(pipeline, name, None) for name in DENOISER_ATTRIBUTES}
+    return {name: model for name, model in found.items() if isinstance(model, torch.nn.Module)}
+
+
+def install_on_pipeline(pipeline: Any, config: EasyCacheConfig | None = None) -> EasyCache:
+    """Install one cache on the pipeline's transformer(s) and make each pipeline call a generation.
+
+    Without ``config`` the pipeline's preset applies; an unsupported pipeline is an error that
+    names the supported ones.
+    """
     base = type(pipeline)
     if getattr(base, "_easycache_base", None) is not None:
         raise RuntimeError(
             f"EasyCache is already installed on this {base.__name__}; use the handle apply_easycache "
             "returned, or call easycache.remove_easycache(pipeline) first"
         )
-    cache = install_on_model(pipeline.transformer, config)
+    preset = preset_for(pipeline)  # an unsupported pipeline raises here, naming the supported ones
+    config = config or EasyCacheConfig(thresh=preset.thresh, warmup_steps=preset.warmup_steps)
+    cache = None
+    models = denoisers(pipeline)
+    for name, model in models.items():
+        cache = install_on_model(model, config, cache, owner=name if len(models) > 1 else None)
     call_steps: dict[str, int | None] = {"steps": None}
     cache.num_steps_source = lambda: _int_or_none(getattr(pipeline, "_num_timesteps", None)) or call_steps["steps"]
     signature = inspect.signature(base.__call__)
@@ -61,7 +80,8 @@ def uninstall_from_pipeline(pipeline: Any) -> None:
             uninstall_from_model(pipeline.transformer)
             return
         raise RuntimeError(f"EasyCache is not installed on this {type(pipeline).__name__}")
-    uninstall_from_model(pipeline.transformer)
+    for model in denoisers(pipeline).values():
+        uninstall_from_model(model)
     pipeline.__class__ = base
 
 

@@ -177,3 +177,24 @@ def test_state_is_per_instance():
 def test_wrong_target_is_a_clear_error():
     with pytest.raises(TypeError, match="takes a transformer"):
         easycache.apply_easycache(object())
+
+
+def test_without_config_a_pipeline_gets_its_preset(pipe):
+    cache = easycache.apply_easycache(pipe)
+    try:
+        assert (cache.config.thresh, cache.config.warmup_steps) == (0.025, 5)
+        assert easycache.preset_for(pipe).source.startswith("EasyCache paper")
+    finally:
+        easycache.remove_easycache(pipe)
+
+
+def test_unsupported_pipeline_names_the_supported_ones():
+    class SomeImagePipeline:
+        def __init__(self):
+            self.transformer = tiny_transformer()
+
+        def __call__(self, **kwargs):
+            return None
+
+    with pytest.raises(TypeError, match="supported diffusers pipelines: HunyuanVideoPipeline"):
+        easycache.apply_easycache(SomeImagePipeline())

@@ -153,3 +153,62 @@ def test_config_rejects_bad_values():
         EasyCacheConfig(warmup_steps=1.5)
     with pytest.raises(ValueError, match="num_steps"):
         EasyCacheConfig(num_steps=0)
+
+
+class FrameMajorDenoiser(ToyDenoiser):
+    """CogVideoX-style latents (B, F, C, H, W) with image channels appended along dim 2."""
+
+    def forward(self, hidden_states, timestep, return_dict=False):
+        latent = hidden_states[:, :, :4].transpose(1, 2)
+        return (super().forward(latent, timestep)[0].transpose(1, 2),)
+
+
+def test_extra_input_channels_on_any_dimension():
+    model = FrameMajorDenoiser()
+    cache = easycache.apply_easycache(model, EasyCacheConfig(100.0, 2, 5))
+    latent = torch.randn(1, 3, 4, 2, 2, generator=torch.Generator().manual_seed(5))
+    image = torch.randn(1, 3, 4, 2, 2, generator=torch.Generator().manual_seed(6))
+    for t in shifted_timesteps(5):
+        v = model(torch.cat([latent, image], 2), torch.tensor([t]))[0]
+        assert v.shape == latent.shape
+        if cache.records[-1].computed:
+            delta = v - latent
+        else:
+            torch.testing.assert_close(v, latent + delta)
+        latent = latent - 0.1 * v
+    assert [r.computed for r in cache.records] == [True, True, False, False, True]
+
+
+class PerTokenTimestepDenoiser(ToyDenoiser):
+    def forward(self, hidden_states, timestep, return_dict=False):
+        return super().forward(hidden_states, timestep.amax(dim=-1), return_dict)
+
+
+def test_per_token_timesteps_identify_the_step_by_their_maximum():
+    model = PerTokenTimestepDenoiser()
+    cache = easycache.apply_easycache(model, EasyCacheConfig(0.0, 1, 4))
+    x = torch.randn(1, 4, 2, 2, 2)
+    for t in (1000.0, 750.0, 500.0, 250.0):
+        model(x, torch.tensor([[0.0, t, t]]))  # a conditioning token at timestep 0
+    assert [r.timestep for r in cache.records] == [1000.0, 750.0, 500.0, 250.0]
+    assert [r.step for r in cache.records] == [0, 1, 2, 3]
+
+
+def test_two_experts_share_one_step_counter_and_restart_the_rate():
+    """Wan 2.2: the high-noise expert runs the first steps, the low-noise expert the rest."""
+    high, low = ToyDenoiser(seed=1), ToyDenoiser(seed=2)
+    cache = easycache.EasyCache(EasyCacheConfig(100.0, 2, 10))
+    from easycache.install import install_on_model
+
+    install_on_model(high, cache.config, cache, owner="transformer")
+    install_on_model(low, cache.config, cache, owner="transformer_2")
+    x = torch.randn(1, 4, 2, 2, 2, generator=torch.Generator().manual_seed(7))
+    timesteps = shifted_timesteps(10)
+    for s, t in enumerate(timesteps):
+        model = high if s < 5 else low
+        x = euler(x, model(x, torch.tensor([t]))[0], s, timesteps)
+    computed = [r.computed for r in cache.records]
+    # warmup 0-1, reuse 2-4 on the high expert; at the switch (5) k is unknown: compute 5 and 6
+    # to measure it, reuse 7-8, and the generation's last step (9) is computed.
+    assert computed == [True, True, False, False, False, True, True, False, False, True]
+    assert [r.step for r in cache.records] == list(range(10))
