@@ -124,6 +124,13 @@ def iter_frames(path: Path) -> Iterator[np.ndarray]:
             close()
 
 
+def frame_source(video: Path | np.ndarray) -> Iterator[np.ndarray]:
+    """The frames of a video file, or of an in-memory (T, H, W, 3) uint8 array (benchmarks)."""
+    if isinstance(video, np.ndarray):
+        return (frame for frame in video)
+    return iter_frames(Path(video))
+
+
 def _take(frames: Iterator[np.ndarray], n: int) -> list[np.ndarray]:
     """Up to n next frames."""
     chunk = []
@@ -197,15 +204,16 @@ def _count_rest(frames: Iterator[np.ndarray]) -> int:
 
 @torch.inference_mode()
 def compare_videos(
-    original: Path,
-    generated: Path,
+    original: Path | np.ndarray,
+    generated: Path | np.ndarray,
     device: torch.device,
     resize: bool = False,
     lpips_fn: LpipsFn | None = None,
     chunk_size: int = 8,
 ) -> VideoMetrics:
-    """Stream both videos chunk by chunk and compute PSNR, SSIM and (optionally) LPIPS."""
-    orig_frames, gen_frames = iter_frames(original), iter_frames(generated)
+    """Stream both videos (files, or uint8 frame arrays) chunk by chunk and compute PSNR, SSIM and
+    (optionally) LPIPS."""
+    orig_frames, gen_frames = frame_source(original), frame_source(generated)
     sse_total, elements, done = 0.0, 0, 0
     psnrs: list[float] = []
     ssims: list[float] = []

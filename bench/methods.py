@@ -1,0 +1,173 @@
+"""The caches a user could put on the same transformer, each at a few settings.
+
+A method installs on a pipeline before a generation and is removed after it. A method that cannot
+run here (package missing, model without classifier-free guidance...) is still listed, with the
+reason, and never silently dropped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import easycache
+
+
+@dataclass
+class Method:
+    """One method at one setting. ``install(pipe)`` returns an object ``remove`` gets back."""
+
+    name: str
+    setting: str
+    install: Callable[[Any], Any] | None
+    remove: Callable[[Any, Any], None] | None
+    unavailable: str | None = None
+    calibrate: Callable[[Any, Callable[[], Any]], None] | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.setting})" if self.setting else self.name
+
+
+def baseline() -> Method:
+    return Method("no cache", "", lambda pipe: None, lambda pipe, handle: None)
+
+
+def easycache_methods(thresholds=(0.025, 0.05, 0.1, 0.2), warmup_steps: int = 5, **extra) -> list[Method]:
+    def make(thresh):
+        config = dict(thresh=thresh, warmup_steps=warmup_steps, **extra)
+        return Method(
+            "EasyCache",
+            f"thresh {thresh}" + "".join(f", {k} {v}" for k, v in extra.items()),
+            lambda pipe: easycache.apply_easycache(pipe, easycache.EasyCacheConfig(**config)),
+            lambda pipe, handle: easycache.remove_easycache(pipe),
+        )
+
+    return [make(t) for t in thresholds]
+
+
+def _diffusers_hook(name: str, setting: str, make_config: Callable[[Any], Any]) -> Method:
+    """A diffusers cache hook (``transformer.enable_cache``), when this diffusers has it."""
+
+    def install(pipe):
+        pipe.transformer.enable_cache(make_config(pipe))
+
+    def remove(pipe, handle):
+        pipe.transformer.disable_cache()
+
+    return Method(name, setting, install, remove)
+
+
+def diffusers_methods(num_steps: int, guidance_distilled: bool = True) -> list[Method]:
+    try:
+        import diffusers
+        from diffusers import (
+            FasterCacheConfig,
+            FirstBlockCacheConfig,
+            MagCacheConfig,
+            PyramidAttentionBroadcastConfig,
+            TaylorSeerCacheConfig,
+        )
+    except ImportError as error:
+        reason = f"this diffusers ({getattr(diffusers, '__version__', '?')}) lacks its cache hooks: {error}"
+        return [Method(n, "", None, None, reason) for n in
+                ("FirstBlockCache", "TaylorSeer", "MagCache", "PyramidAttentionBroadcast", "FasterCache")]
+
+    def timestep_of(pipe):
+        return lambda: getattr(pipe, "current_timestep", None) or getattr(pipe, "_current_timestep", 0)
+
+    methods = [
+        _diffusers_hook("FirstBlockCache", f"threshold {t}", lambda pipe, t=t: FirstBlockCacheConfig(threshold=t))
+        for t in (0.05, 0.1, 0.2)
+    ]
+    methods += [
+        _diffusers_hook("TaylorSeer", f"interval {i}", lambda pipe, i=i: TaylorSeerCacheConfig(
+            cache_interval=i, disable_cache_before_step=3, max_order=1))
+        for i in (2, 3, 5)
+    ]
+    methods += [_magcache(t, num_steps, MagCacheConfig) for t in (0.06, 0.12, 0.24)]
+    methods += [
+        _diffusers_hook("PyramidAttentionBroadcast", f"skip {r}", lambda pipe, r=r: PyramidAttentionBroadcastConfig(
+            spatial_attention_block_skip_range=r, spatial_attention_timestep_skip_range=(100, 800),
+            current_timestep_callback=timestep_of(pipe)))
+        for r in (2, 3)
+    ]
+    if guidance_distilled:
+        methods.append(Method("FasterCache", "", None, None,
+                              "skips the unconditional branch of classifier-free guidance; this model is "
+                              "guidance-distilled (one call per step), so only its attention reuse would remain"))
+    else:
+        methods.append(_diffusers_hook("FasterCache", "default", lambda pipe: FasterCacheConfig(
+            current_timestep_callback=timestep_of(pipe))))
+    return methods
+
+
+class _RatiosFromLog(logging.Handler):
+    """diffusers' MagCache reports its calibration through its logger; keep the last ratios."""
+
+    def __init__(self):
+        super().__init__()
+        self.ratios = None
+
+    def emit(self, record):
+        found = re.search(r"MagCache Calibration Results: (\[.*\])", record.getMessage())
+        if found:
+            self.ratios = [float(v) for v in found.group(1).strip("[]").split(",")]
+
+
+def _magcache(threshold: float, num_steps: int, MagCacheConfig) -> Method:
+    """MagCache, calibrated on one run of the same model (its magnitude ratios), then applied."""
+    ratios: dict[str, list[float]] = {}
+
+    def calibrate(pipe, generate_once):
+        if "ratios" in ratios:
+            return
+        logger = logging.getLogger("diffusers.hooks.mag_cache")
+        catcher, level = _RatiosFromLog(), logger.level
+        logger.addHandler(catcher)
+        logger.setLevel(logging.INFO)
+        try:
+            pipe.transformer.enable_cache(MagCacheConfig(calibrate=True, num_inference_steps=num_steps))
+            generate_once()
+        finally:
+            pipe.transformer.disable_cache()
+            logger.removeHandler(catcher)
+            logger.setLevel(level)
+        if not catcher.ratios:
+            raise RuntimeError("MagCache calibration reported no ratios")
+        ratios["ratios"] = catcher.ratios
+
+    method = _diffusers_hook("MagCache", f"threshold {threshold}", lambda pipe: MagCacheConfig(
+        threshold=threshold, num_inference_steps=num_steps, mag_ratios=ratios["ratios"]))
+    method.calibrate = calibrate
+    return method
+
+
+def cache_dit_methods() -> list[Method]:
+    if importlib.util.find_spec("cache_dit") is None:
+        return [Method("cache-dit DBCache", "", None, None, "the cache-dit package is not installed "
+                       "(pip install cache-dit)")]
+
+    def make(threshold):
+        def install(pipe):
+            import cache_dit
+            from cache_dit import DBCacheConfig
+
+            cache_dit.enable_cache(pipe.transformer, cache_config=DBCacheConfig(residual_diff_threshold=threshold))
+
+        def remove(pipe, handle):
+            import cache_dit
+
+            cache_dit.disable_cache(pipe.transformer)
+
+        return Method("cache-dit DBCache", f"threshold {threshold}", install, remove)
+
+    return [make(t) for t in (0.08, 0.12, 0.24)]
+
+
+def all_methods(num_steps: int, thresholds=(0.025, 0.05, 0.1, 0.2), guidance_distilled: bool = True) -> list[Method]:
+    return [baseline(), *easycache_methods(thresholds), *diffusers_methods(num_steps, guidance_distilled),
+            *cache_dit_methods()]
