@@ -156,7 +156,11 @@ def cache_dit_methods() -> list[Method]:
             import cache_dit
             from cache_dit import DBCacheConfig
 
-            cache_dit.enable_cache(pipe.transformer, cache_config=DBCacheConfig(residual_diff_threshold=threshold))
+            # DBCache's default F8B0 needs more than 8 blocks; small models get F1B0 (first block probes).
+            blocks = sum(len(getattr(pipe.transformer, name, [])) for name in ("transformer_blocks", "blocks"))
+            front = 8 if blocks > 8 else 1
+            cache_dit.enable_cache(pipe.transformer, cache_config=DBCacheConfig(
+                residual_diff_threshold=threshold, Fn_compute_blocks=front, Bn_compute_blocks=0))
 
         def remove(pipe, handle):
             import cache_dit
