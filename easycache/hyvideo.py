@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, Callable
 
 import torch
 from loguru import logger
@@ -92,8 +93,13 @@ def parse_hyvideo_args(hy: SimpleNamespace, argv: list[str], root: Path) -> argp
     return args
 
 
-def run(argv: list[str], root: Path, cache_config: EasyCacheConfig, easycache_enabled: bool) -> list[Path]:
-    """Load HunyuanVideo, install EasyCache, sample, write each video and its JSON. Returns the videos."""
+def run(argv: list[str], root: Path, cache_config: EasyCacheConfig, easycache_enabled: bool,
+        prepare: Callable[[Any, argparse.Namespace], None] | None = None) -> list[Path]:
+    """Load HunyuanVideo, install EasyCache, sample, write each video and its JSON. Returns the videos.
+
+    ``prepare(sampler, args)``, when given, runs after loading and before EasyCache is installed
+    (e.g. to install sparse attention inside the cache).
+    """
     hy = import_hyvideo(root)
     args = parse_hyvideo_args(hy, argv, root)
     save_path = args.save_path if args.save_path_suffix == "" else f"{args.save_path}_{args.save_path_suffix}"
@@ -104,6 +110,8 @@ def run(argv: list[str], root: Path, cache_config: EasyCacheConfig, easycache_en
     sampler = hy.Sampler.from_pretrained(Path(args.model_base), args=args)
     args = sampler.args
     load_seconds = time.perf_counter() - started
+    if prepare is not None:
+        prepare(sampler, args)
 
     if args.ulysses_degree * args.ring_degree > 1 and torch.distributed.is_initialized():
         cache_config.process_group = torch.distributed.group.WORLD
