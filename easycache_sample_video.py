@@ -23,6 +23,7 @@ EASYCACHE_DEFAULTS = {"thresh": 0.025, "warmup_steps": 5}
 def build_parser() -> argparse.ArgumentParser:
     """The flags this script adds; everything else goes to the backend's own parser."""
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,  # never read a HunyuanVideo flag as an abbreviation of ours
         prog="easycache_sample_video.py",
         description=__doc__.split("\n\n")[0],
         add_help=False,
@@ -44,10 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the baseline: every step computed, through the same code path (threshold 0)",
     )
     group.add_argument(
-        "--backend", choices=["tencent", "diffusers"], default="tencent",
-        help="tencent: HunyuanVideo's own code (a checkout); diffusers: a diffusers pipeline named by --model",
+        "--backend", choices=["tencent", "diffusers"], default=None,
+        help="tencent: HunyuanVideo's own code (a checkout); diffusers: a diffusers pipeline named by --model "
+        "(default: tencent; diffusers with --model demo)",
     )
     group.add_argument("--hunyuan-root", default=None, help="HunyuanVideo checkout (default: the current directory)")
+    many = parser.add_argument_group("many videos (resumable; torchrun ranks share the work)")
+    many.add_argument("--prompt-file", default=None, help="one prompt per line; every prompt x seed is one video")
+    many.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds for every prompt (default: --seed)")
     return parser
 
 
@@ -78,14 +83,22 @@ def print_help(parser: argparse.ArgumentParser, ours: argparse.Namespace) -> Non
         sys.argv = saved
 
 
+def demo_requested(rest: list[str]) -> bool:
+    """True if the command line asks for the embedded demo model (``--model demo``)."""
+    return "--model=demo" in rest or any(a == "--model" and b == "demo" for a, b in zip(rest, rest[1:]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ours, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if ours.backend is None:  # --model demo (the embedded demo model) needs no --backend
+        ours.backend = "diffusers" if demo_requested(rest) else "tencent"
     if ours.help:
         print_help(parser, ours)
         return 0
 
     from easycache import EasyCacheConfig
+    from easycache.batch import read_prompts
     from easycache.errors import UsageError
 
     try:
@@ -97,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
+        prompts = read_prompts(ours.prompt_file) if ours.prompt_file else None
         if ours.backend == "diffusers":
             from easycache import diffusers_backend
 
@@ -105,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             from easycache import hyvideo
 
             root = hyvideo.find_checkout(ours.hunyuan_root)
-            hyvideo.run(rest, root, config, easycache_enabled=not ours.no_easycache)
+            hyvideo.run(rest, root, config, easycache_enabled=not ours.no_easycache, prompts=prompts, seeds=ours.seeds)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -32,6 +32,7 @@ SVG_DEFAULTS = {"pattern": "SVG", "num_sampled_rows": 64, "sparsity": 0.2, "firs
 def build_parser() -> argparse.ArgumentParser:
     """EasyCache's flags (as easycache_sample_video.py) plus SVG's, snake_case as in Sparse-VideoGen."""
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,  # never read a HunyuanVideo flag as an abbreviation of ours
         prog="hyvideo_svg_easycache.py",
         description=__doc__.split("\n\n")[0],
         add_help=False,

@@ -111,7 +111,7 @@ def write_summary(save_dir: Path, jobs: list[Job]) -> Path:
         "jobs": entries,
     }
     path = save_dir / "summary.json"
-    tmp = path.with_suffix(".json.partial")
+    tmp = path.with_suffix(f".json.{os.getpid()}.partial")  # ranks may finish at once
     tmp.write_text(json.dumps(summary, indent=2))
     tmp.replace(path)
     return path

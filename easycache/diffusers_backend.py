@@ -29,9 +29,11 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 def build_parser() -> argparse.ArgumentParser:
     """HunyuanVideo's sampling flags, same names and defaults, for a diffusers pipeline."""
-    parser = argparse.ArgumentParser(prog="easycache_sample_video.py --backend diffusers", add_help=False)
+    parser = argparse.ArgumentParser(prog="easycache_sample_video.py --backend diffusers", add_help=False,
+                                     allow_abbrev=False)
     group = parser.add_argument_group("sampling (HunyuanVideo's flags, run through diffusers)")
-    group.add_argument("--model", default=DEFAULT_MODEL, help="diffusers pipeline: hub id or local folder")
+    group.add_argument("--model", default=DEFAULT_MODEL,
+                       help="diffusers pipeline: hub id or local folder; 'demo': the embedded demo model (CPU, seconds)")
     group.add_argument("--prompt", help="text prompt")
     group.add_argument("--neg-prompt", default=None, help="negative prompt (used when --cfg-scale > 1)")
     group.add_argument("--video-size", type=int, nargs="+", default=[720, 1280], help="height width")
@@ -119,6 +121,10 @@ def pipeline_kwargs(pipe, args: argparse.Namespace, device: str, seed: int) -> d
 def run(argv: list[str], cache_config: EasyCacheConfig, easycache_enabled: bool) -> list[Path]:
     """Load the pipeline, install EasyCache, generate, write each video and its JSON."""
     args = parse(argv)
+    if args.model == "demo":  # the embedded demo model: baseline and EasyCache, compared (easycache/demo/run.py)
+        from .demo.run import run_demo
+
+        return run_demo(args, cache_config, easycache_enabled)
     save_path = args.save_path if args.save_path_suffix == "" else f"{args.save_path}_{args.save_path_suffix}"
     if is_writer_rank():
         prepare_save_dir(save_path)

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import torch
 from loguru import logger
 
+from .batch import Job, data_parallel_rank, make_jobs, run_jobs
 from .cache import EasyCacheConfig
 from .errors import UsageError
 from .install import apply_easycache
@@ -57,7 +58,7 @@ def import_hyvideo(root: Path) -> SimpleNamespace:
     return SimpleNamespace(parse_args=parse_args, Sampler=HunyuanVideoSampler)
 
 
-def parse_hyvideo_args(hy: SimpleNamespace, argv: list[str], root: Path) -> argparse.Namespace:
+def parse_hyvideo_args(hy: SimpleNamespace, argv: list[str], root: Path, need_prompt: bool = True) -> argparse.Namespace:
     """HunyuanVideo's own parser on its own flags, with weights found relative to the checkout.
 
     HunyuanVideo reads the text-encoder and VAE paths from ``$MODEL_BASE`` (default ``./ckpts``) and
@@ -65,7 +66,7 @@ def parse_hyvideo_args(hy: SimpleNamespace, argv: list[str], root: Path) -> argp
     directory. Here they follow ``--model-base`` when it is given, and the checkout's ``ckpts/``
     when run from elsewhere, so one flag points at one set of weights.
     """
-    peek = argparse.ArgumentParser(add_help=False)
+    peek = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     peek.add_argument("--model-base")
     peek.add_argument("--dit-weight")
     given, _ = peek.parse_known_args(argv)
@@ -88,23 +89,33 @@ def parse_hyvideo_args(hy: SimpleNamespace, argv: list[str], root: Path) -> argp
         raise UsageError(f"HunyuanVideo's weights were not found at {args.model_base}; {WEIGHTS_HINT}")
     if not Path(args.dit_weight).exists():
         raise UsageError(f"the transformer weights {args.dit_weight} do not exist; {WEIGHTS_HINT}")
-    if not args.prompt:
-        raise UsageError('no prompt: pass --prompt "..."')
+    if need_prompt and not args.prompt:
+        raise UsageError('no prompt: pass --prompt "..." or --prompt-file FILE')
     return args
 
 
 def run(argv: list[str], root: Path, cache_config: EasyCacheConfig, easycache_enabled: bool,
-        prepare: Callable[[Any, argparse.Namespace], None] | None = None) -> list[Path]:
+        prepare: Callable[[Any, argparse.Namespace], None] | None = None,
+        prompts: list[str] | None = None, seeds: list[int] | None = None) -> list[Path]:
     """Load HunyuanVideo, install EasyCache, sample, write each video and its JSON. Returns the videos.
 
     ``prepare(sampler, args)``, when given, runs after loading and before EasyCache is installed
-    (e.g. to install sparse attention inside the cache).
+    (e.g. to install sparse attention inside the cache). With ``prompts`` (a prompt file) or
+    ``seeds``, every prompt x seed is one job (``easycache.batch``): resumable, and spread over
+    torchrun ranks unless the ranks split one video (``--ulysses-degree`` / ``--ring-degree``).
     """
+    batch = prompts is not None or seeds is not None
     hy = import_hyvideo(root)
-    args = parse_hyvideo_args(hy, argv, root)
+    args = parse_hyvideo_args(hy, argv, root, need_prompt=prompts is None)
     save_path = args.save_path if args.save_path_suffix == "" else f"{args.save_path}_{args.save_path_suffix}"
-    if is_writer_rank():
+    sequence_parallel = args.ulysses_degree * args.ring_degree > 1
+    rank, world_size = (0, 1) if sequence_parallel else data_parallel_rank()
+    # Ranks that split one video: the first writes. Ranks that share out the jobs: each its own.
+    writes = is_writer_rank() or (batch and not sequence_parallel)
+    if writes:
         prepare_save_dir(save_path)
+    if world_size > 1 and torch.cuda.is_available():  # one model per GPU: HunyuanVideo says "cuda"
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
 
     started = time.perf_counter()
     sampler = hy.Sampler.from_pretrained(Path(args.model_base), args=args)
@@ -113,46 +124,60 @@ def run(argv: list[str], root: Path, cache_config: EasyCacheConfig, easycache_en
     if prepare is not None:
         prepare(sampler, args)
 
-    if args.ulysses_degree * args.ring_degree > 1 and torch.distributed.is_initialized():
+    if sequence_parallel and torch.distributed.is_initialized():
         cache_config.process_group = torch.distributed.group.WORLD
     cache_config.num_steps = args.infer_steps
     cache = apply_easycache(sampler, cache_config)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
 
-    started = time.perf_counter()
-    outputs = sampler.predict(
-        prompt=args.prompt,
-        height=args.video_size[0],
-        width=args.video_size[1],
-        video_length=args.video_length,
-        seed=args.seed,
-        negative_prompt=args.neg_prompt,
-        infer_steps=args.infer_steps,
-        guidance_scale=args.cfg_scale,
-        num_videos_per_prompt=args.num_videos,
-        flow_shift=args.flow_shift,
-        batch_size=args.batch_size,
-        embedded_guidance_scale=args.embedded_cfg_scale,
-    )
-    seconds = {"end_to_end_seconds": time.perf_counter() - started, "load_seconds": load_seconds}
-    summary = cache.summary()
-    logger.info(
-        f"EasyCache: {summary['computed']}/{summary['calls']} transformer calls computed "
-        f"({summary['speedup']:.2f}x fewer), transformer {summary['seconds']:.1f}s, "
-        f"end to end {seconds['end_to_end_seconds']:.1f}s"
-    )
-    if not is_writer_rank():
+    def sample(prompt: str, seed: int | None, num_videos: int) -> tuple[dict, dict]:
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        outputs = sampler.predict(
+            prompt=prompt,
+            height=args.video_size[0],
+            width=args.video_size[1],
+            video_length=args.video_length,
+            seed=seed,
+            negative_prompt=args.neg_prompt,
+            infer_steps=args.infer_steps,
+            guidance_scale=args.cfg_scale,
+            num_videos_per_prompt=num_videos,
+            flow_shift=args.flow_shift,
+            batch_size=args.batch_size,
+            embedded_guidance_scale=args.embedded_cfg_scale,
+        )
+        seconds = {"end_to_end_seconds": time.perf_counter() - started, "load_seconds": load_seconds}
+        summary = cache.summary()
+        logger.info(
+            f"EasyCache: {summary['computed']}/{summary['calls']} transformer calls computed "
+            f"({summary['speedup']:.2f}x fewer), transformer {summary['seconds']:.1f}s, "
+            f"end to end {seconds['end_to_end_seconds']:.1f}s"
+        )
+        return outputs, seconds
+
+    def record(path: Path, seconds: dict, seed: int, prompt: str) -> dict:
+        return build_run_record(backend="tencent", args=vars(args), cache=cache, easycache_enabled=easycache_enabled,
+                                seconds=seconds, video=path, seed=seed, prompt=prompt)
+
+    if batch:
+        def generate(job: Job, path: Path) -> None:
+            outputs, seconds = sample(job.prompt, job.seed, 1)
+            if writes:
+                write_run_json(path, record(path, seconds, job.seed, job.prompt))
+                write_video(outputs["samples"][0], path, fps=24)
+
+        jobs = make_jobs(prompts or [args.prompt], seeds or [args.seed if args.seed is not None else 42])
+        return run_jobs(jobs, Path(save_path), generate, rank, world_size)
+
+    outputs, seconds = sample(args.prompt, args.seed, args.num_videos)
+    if not writes:
         return []
     videos = []
-    for i, sample in enumerate(outputs["samples"]):
+    for i, frames in enumerate(outputs["samples"]):
         path = hunyuan_video_path(save_path, outputs["seeds"][i], outputs["prompts"][i])
-        write_video(sample, path, fps=24)
-        record = build_run_record(
-            backend="tencent", args=vars(args), cache=cache, easycache_enabled=easycache_enabled,
-            seconds=seconds, video=path, seed=outputs["seeds"][i], prompt=outputs["prompts"][i],
-        )
-        write_run_json(path, record)
+        write_video(frames, path, fps=24)
+        write_run_json(path, record(path, seconds, outputs["seeds"][i], outputs["prompts"][i]))
         logger.info(f"Sample save to: {path}")
         videos.append(path)
     return videos

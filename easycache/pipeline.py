@@ -25,7 +25,7 @@ DENOISER_ATTRIBUTES = ("transformer", "transformer_2")
 def find_pipeline(target: Any) -> Any | None:
     """The pipeline in ``target``: the target itself, or HunyuanVideo sampler's ``.pipeline``."""
     for candidate in (target, getattr(target, "pipeline", None)):
-        if isinstance(getattr(candidate, "transformer", None), torch.nn.Module) and callable(candidate):
+        if candidate is not None and callable(candidate) and denoisers(candidate):
             return candidate
     return None
 
@@ -76,10 +76,12 @@ def uninstall_from_pipeline(pipeline: Any) -> None:
     """Restore the pipeline's own class and its transformer's own forward."""
     base = type(pipeline).__dict__.get("_easycache_base")
     if base is None:
-        if installed_cache(pipeline.transformer) is not None:
-            uninstall_from_model(pipeline.transformer)
-            return
-        raise RuntimeError(f"EasyCache is not installed on this {type(pipeline).__name__}")
+        installed = [m for m in denoisers(pipeline).values() if installed_cache(m) is not None]
+        if not installed:
+            raise RuntimeError(f"EasyCache is not installed on this {type(pipeline).__name__}")
+        for model in installed:  # installed on the transformer itself
+            uninstall_from_model(model)
+        return
     for model in denoisers(pipeline).values():
         uninstall_from_model(model)
     pipeline.__class__ = base

@@ -130,3 +130,36 @@ def test_missing_weights_is_one_clear_line(tencent, capsys):
                                         "--model-base", str(tmp / "nowhere")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "weights were not found" in err[0]
+
+
+def test_prompt_file_and_seeds_over_two_ranks_resumable(tencent, monkeypatch):
+    modules, flags, tmp = tencent
+    prompts = tmp / "prompts.txt"
+    prompts.write_text("a cat walks on the grass\na dog runs in the park\n")
+    predicted = []
+    original_predict = modules.inference.HunyuanVideoSampler.predict
+
+    def counting_predict(self, *args, **kwargs):
+        predicted.append(kwargs["prompt"])
+        return original_predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(modules.inference.HunyuanVideoSampler, "predict", counting_predict)
+    job = ["--hunyuan-root", str(ROOT), "--video-size", "32", "32", "--video-length", "5", "--infer-steps", "6",
+           "--flow-reverse", "--save-path", str(tmp / "many"), *flags,
+           "--prompt-file", str(prompts), "--seeds", "1", "2"]
+    for rank in (0, 1):  # what torchrun --nproc_per_node=2 gives each process
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        assert easycache_sample_video.main(job) == 0
+    assert len(predicted) == 4
+    videos = sorted(p.name for p in (tmp / "many").glob("*.mp4"))
+    assert videos == ["00000_seed1_a cat walks on the grass.mp4", "00001_seed2_a cat walks on the grass.mp4",
+                      "00002_seed1_a dog runs in the park.mp4", "00003_seed2_a dog runs in the park.mp4"]
+    summary = json.loads((tmp / "many" / "summary.json").read_text())
+    assert summary["finished"] == 4 and summary["transformer_calls"] == 24
+
+    (tmp / "many" / videos[2]).unlink()  # as if rank 0 had died before finishing it
+    monkeypatch.setenv("RANK", "0")
+    assert easycache_sample_video.main(job) == 0
+    assert len(predicted) == 5 and predicted[-1] == "a dog runs in the park"
+    assert len(list((tmp / "many").glob("*.mp4"))) == 4
