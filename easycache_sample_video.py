@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         if ours.backend == "diffusers":
             from easycache import diffusers_backend
 
-            diffusers_backend.run(rest, config, easycache_enabled=not ours.no_easycache)
+            diffusers_backend.run(rest, config, easycache_enabled=not ours.no_easycache, prompts=prompts,
+                                  seeds=ours.seeds)
         else:
             from easycache import hyvideo
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from loguru import logger
 
+from .batch import Job, data_parallel_rank, make_jobs, run_jobs
 from .cache import EasyCacheConfig
 from .errors import UsageError
 from .install import apply_easycache
@@ -55,13 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
+def parse(argv: list[str], need_prompt: bool = True) -> argparse.Namespace:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         raise UsageError(f"{' '.join(unknown)}: not a flag of --backend diffusers (see --help)")
-    if not args.prompt:
-        raise UsageError('no prompt: pass --prompt "..."')
+    if need_prompt and not args.prompt:
+        raise UsageError('no prompt: pass --prompt "..." or --prompt-file FILE')
     if len(args.video_size) == 1:
         args.video_size = args.video_size * 2
     if len(args.video_size) != 2:
@@ -96,10 +99,10 @@ def load_pipeline(model: str, args: argparse.Namespace):
     return pipe, device
 
 
-def pipeline_kwargs(pipe, args: argparse.Namespace, device: str, seed: int) -> dict:
+def pipeline_kwargs(pipe, args: argparse.Namespace, device: str, seed: int, prompt: str) -> dict:
     """HunyuanVideo's flags as the pipeline's own arguments (those its ``__call__`` takes)."""
     wanted = {
-        "prompt": args.prompt,
+        "prompt": prompt,
         "height": args.video_size[0],
         "width": args.video_size[1],
         "num_frames": args.video_length,
@@ -118,36 +121,66 @@ def pipeline_kwargs(pipe, args: argparse.Namespace, device: str, seed: int) -> d
     return {k: v for k, v in wanted.items() if k in accepted}
 
 
-def run(argv: list[str], cache_config: EasyCacheConfig, easycache_enabled: bool) -> list[Path]:
-    """Load the pipeline, install EasyCache, generate, write each video and its JSON."""
-    args = parse(argv)
+def run(argv: list[str], cache_config: EasyCacheConfig, easycache_enabled: bool,
+        prompts: list[str] | None = None, seeds: list[int] | None = None) -> list[Path]:
+    """Load the pipeline, install EasyCache, generate, write each video and its JSON.
+
+    With ``prompts`` (a prompt file) or ``seeds``, every prompt x seed is one job
+    (``easycache.batch``): resumable, and shared out over torchrun ranks (one model per GPU).
+    """
+    batch = prompts is not None or seeds is not None
+    args = parse(argv, need_prompt=prompts is None)
     if args.model == "demo":  # the embedded demo model: baseline and EasyCache, compared (easycache/demo/run.py)
+        if batch:
+            raise UsageError("--prompt-file and --seeds are not for --model demo; run one --prompt at a time")
         from .demo.run import run_demo
 
         return run_demo(args, cache_config, easycache_enabled)
     save_path = args.save_path if args.save_path_suffix == "" else f"{args.save_path}_{args.save_path_suffix}"
-    if is_writer_rank():
+    rank, world_size = data_parallel_rank()
+    writes = is_writer_rank() or batch  # batch ranks each write their own jobs
+    if writes:
         prepare_save_dir(save_path)
-    seed = args.seed if args.seed is not None else random.randint(0, 1_000_000)
+    if world_size > 1 and torch.cuda.is_available() and args.device is None:
+        args.device = f"cuda:{os.environ.get('LOCAL_RANK', rank)}"
 
     started = time.perf_counter()
     pipe, device = load_pipeline(args.model, args)
     load_seconds = time.perf_counter() - started
     cache_config.num_steps = args.infer_steps
     cache = apply_easycache(pipe, cache_config)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
 
-    started = time.perf_counter()
-    frames = pipe(**pipeline_kwargs(pipe, args, device, seed)).frames
-    seconds = {"end_to_end_seconds": time.perf_counter() - started, "load_seconds": load_seconds}
-    summary = cache.summary()
-    logger.info(
-        f"EasyCache: {summary['computed']}/{summary['calls']} transformer calls computed "
-        f"({summary['speedup']:.2f}x fewer), transformer {summary['seconds']:.1f}s, "
-        f"end to end {seconds['end_to_end_seconds']:.1f}s"
-    )
-    if not is_writer_rank():
+    def sample(prompt: str, seed: int) -> tuple[Any, dict]:
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        frames = pipe(**pipeline_kwargs(pipe, args, device, seed, prompt)).frames
+        seconds = {"end_to_end_seconds": time.perf_counter() - started, "load_seconds": load_seconds}
+        summary = cache.summary()
+        logger.info(
+            f"EasyCache: {summary['computed']}/{summary['calls']} transformer calls computed "
+            f"({summary['speedup']:.2f}x fewer), transformer {summary['seconds']:.1f}s, "
+            f"end to end {seconds['end_to_end_seconds']:.1f}s"
+        )
+        return frames, seconds
+
+    def record(path: Path, seconds: dict, seed: int, prompt: str) -> dict:
+        return build_run_record(backend="diffusers", args=vars(args), cache=cache, easycache_enabled=easycache_enabled,
+                                seconds=seconds, video=path, seed=seed, prompt=prompt)
+
+    if batch:
+        def generate(job: Job, path: Path) -> None:
+            frames, seconds = sample(job.prompt, job.seed)
+            write_run_json(path, record(path, seconds, job.seed, job.prompt))
+            write_video(frames[0], path, fps=24)
+
+        args.num_videos = 1
+        jobs = make_jobs(prompts or [args.prompt], seeds or [args.seed if args.seed is not None else 42])
+        return run_jobs(jobs, Path(save_path), generate, rank, world_size)
+
+    seed = args.seed if args.seed is not None else random.randint(0, 1_000_000)
+    frames, seconds = sample(args.prompt, seed)
+    if not writes:
         return []
     videos = []
     for i, video in enumerate(frames):
@@ -155,11 +188,7 @@ def run(argv: list[str], cache_config: EasyCacheConfig, easycache_enabled: bool)
         if len(frames) > 1:  # one generator makes all videos of a call: number them, same seed
             path = path.with_name(f"{path.stem}_{i}{path.suffix}")
         write_video(video, path, fps=24)
-        record = build_run_record(
-            backend="diffusers", args=vars(args), cache=cache, easycache_enabled=easycache_enabled,
-            seconds=seconds, video=path, seed=seed, prompt=args.prompt,
-        )
-        write_run_json(path, record)
+        write_run_json(path, record(path, seconds, seed, args.prompt))
         logger.info(f"Sample save to: {path}")
         videos.append(path)
     return videos

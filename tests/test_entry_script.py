@@ -100,3 +100,23 @@ def test_unwritable_save_path_fails_before_generating(tiny_model_dir, tmp_path):
                  "--save-path", str(blocker / "out"), cwd=tmp_path)
     assert result.returncode == 2 and "writable --save-path" in result.stderr
     assert blocker.read_text() == "already here"
+
+
+def test_diffusers_prompt_file_seeds_and_ranks(tiny_model_dir, tmp_path, monkeypatch):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cat walks on the grass\na dog runs in the sky\n")
+    job = ["--model", str(tiny_model_dir), "--prompt-file", str(prompts), "--seeds", "3", "4",
+           *SMALL_JOB[2:]]  # SMALL_JOB without its --prompt
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in ("1", "0"):
+        monkeypatch.setenv("RANK", rank)
+        code, videos = run_main(job, tmp_path / "many")
+        assert code == 0
+    names = [v.name for v in videos]
+    assert names == ["00000_seed3_a cat walks on the grass.mp4", "00001_seed4_a cat walks on the grass.mp4",
+                     "00002_seed3_a dog runs in the sky.mp4", "00003_seed4_a dog runs in the sky.mp4"]
+    summary = json.loads((tmp_path / "many" / "summary.json").read_text())
+    assert summary["finished"] == 4 and summary["transformer_calls"] == 40
+    before = {v.name: v.stat().st_mtime_ns for v in videos}
+    code, videos = run_main(job, tmp_path / "many")  # rank 0 again: everything of its share is done
+    assert code == 0 and {v.name: v.stat().st_mtime_ns for v in videos} == before
