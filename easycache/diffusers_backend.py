@@ -55,7 +55,31 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--precision", choices=sorted(DTYPES), default="bf16", help="pipeline dtype")
     group.add_argument("--vae-precision", choices=sorted(DTYPES), default="fp16")
     group.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    group.add_argument("--ulysses-degree", type=int, default=1,
+                       help="diffusers context parallelism (torchrun, one video over several GPUs)")
+    group.add_argument("--ring-degree", type=int, default=1, help="diffusers context parallelism, ring attention")
     return parser
+
+
+def enable_context_parallelism(pipe, args: argparse.Namespace, cache_config: EasyCacheConfig) -> None:
+    """Split one video over the torchrun ranks with diffusers' own context parallelism (Ulysses /
+    ring attention), for transformers that diffusers gives a context-parallel plan. EasyCache stays
+    the outermost layer and every rank takes the same decision (all-reduced)."""
+    try:
+        from diffusers import ContextParallelConfig
+    except ImportError as error:
+        raise UsageError("--ulysses-degree / --ring-degree need diffusers >= 0.36 (context parallelism); "
+                         "upgrade diffusers, or use Tencent's code with xDiT") from error
+    if getattr(type(pipe.transformer), "_cp_plan", None) is None:
+        raise UsageError(f"diffusers has no context parallelism for {type(pipe.transformer).__name__}; "
+                         "run one GPU per video (--prompt-file), or Tencent's code with xDiT for HunyuanVideo")
+    world = torch.distributed.get_world_size()
+    if world != args.ulysses_degree * args.ring_degree:
+        raise UsageError(f"torchrun started {world} processes but --ulysses-degree x --ring-degree is "
+                         f"{args.ulysses_degree * args.ring_degree}; make them equal")
+    pipe.transformer.enable_parallelism(
+        config=ContextParallelConfig(ulysses_degree=args.ulysses_degree, ring_degree=args.ring_degree))
+    cache_config.process_group = torch.distributed.group.WORLD
 
 
 def parse(argv: list[str], need_prompt: bool = True) -> argparse.Namespace:
@@ -137,16 +161,22 @@ def run(argv: list[str], cache_config: EasyCacheConfig, easycache_enabled: bool,
 
         return run_demo(args, cache_config, easycache_enabled)
     save_path = args.save_path if args.save_path_suffix == "" else f"{args.save_path}_{args.save_path_suffix}"
-    rank, world_size = data_parallel_rank()
-    writes = is_writer_rank() or batch  # batch ranks each write their own jobs
+    context_parallel = args.ulysses_degree * args.ring_degree > 1
+    rank, world_size = (0, 1) if context_parallel else data_parallel_rank()
+    # Ranks that split one video: the first writes. Ranks that share out the jobs: each its own.
+    writes = is_writer_rank() or (batch and not context_parallel)
     if writes:
         prepare_save_dir(save_path)
-    if world_size > 1 and torch.cuda.is_available() and args.device is None:
-        args.device = f"cuda:{os.environ.get('LOCAL_RANK', rank)}"
+    if torch.cuda.is_available() and args.device is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"  # one GPU per process
+    if context_parallel and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
     started = time.perf_counter()
     pipe, device = load_pipeline(args.model, args)
     load_seconds = time.perf_counter() - started
+    if context_parallel:
+        enable_context_parallelism(pipe, args, cache_config)
     cache_config.num_steps = args.infer_steps
     cache = apply_easycache(pipe, cache_config)
 

@@ -120,3 +120,13 @@ def test_diffusers_prompt_file_seeds_and_ranks(tiny_model_dir, tmp_path, monkeyp
     before = {v.name: v.stat().st_mtime_ns for v in videos}
     code, videos = run_main(job, tmp_path / "many")  # rank 0 again: everything of its share is done
     assert code == 0 and {v.name: v.stat().st_mtime_ns for v in videos} == before
+
+
+def test_context_parallelism_for_a_model_diffusers_cannot_split_is_one_line(tiny_model_dir, tmp_path):
+    env = {**__import__("os").environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29531"}
+    result = subprocess.run([sys.executable, str(ROOT / "easycache_sample_video.py"), "--backend", "diffusers",
+                             "--model", str(tiny_model_dir), *SMALL_JOB, "--ulysses-degree", "2",
+                             "--save-path", str(tmp_path)], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2
+    assert "no context parallelism for HunyuanVideoTransformer3DModel" in result.stderr.strip().splitlines()[-1]
