@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     from easycache.errors import UsageError
 
     try:
-        if ours.backend != "tencent":
+        if ours.backend not in (None, "tencent"):  # None: the default, Tencent
             raise UsageError("hyvideo_svg_easycache.py runs Tencent's HunyuanVideo; for a diffusers pipeline "
                              "use easycache.sparse.apply_svg(pipe, SVGConfig(...)) in Python")
         try:

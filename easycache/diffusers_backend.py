@@ -24,7 +24,7 @@ from .batch import Job, data_parallel_rank, make_jobs, run_jobs
 from .cache import EasyCacheConfig
 from .errors import UsageError
 from .install import apply_easycache
-from .outputs import build_run_record, hunyuan_video_path, is_writer_rank, prepare_save_dir, write_run_json, write_video
+from .outputs import build_run_record, log_generation, hunyuan_video_path, is_writer_rank, prepare_save_dir, write_run_json, write_video
 
 DEFAULT_MODEL = "hunyuanvideo-community/HunyuanVideo"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -186,12 +186,7 @@ def run(argv: list[str], cache_config: EasyCacheConfig, easycache_enabled: bool,
         started = time.perf_counter()
         frames = pipe(**pipeline_kwargs(pipe, args, device, seed, prompt)).frames
         seconds = {"end_to_end_seconds": time.perf_counter() - started, "load_seconds": load_seconds}
-        summary = cache.summary()
-        logger.info(
-            f"EasyCache: {summary['computed']}/{summary['calls']} transformer calls computed "
-            f"({summary['speedup']:.2f}x fewer), transformer {summary['seconds']:.1f}s, "
-            f"end to end {seconds['end_to_end_seconds']:.1f}s"
-        )
+        log_generation(cache, seconds)
         return frames, seconds
 
     def record(path: Path, seconds: dict, seed: int, prompt: str) -> dict:

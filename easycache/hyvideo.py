@@ -23,7 +23,7 @@ from .batch import Job, data_parallel_rank, make_jobs, run_jobs
 from .cache import EasyCacheConfig
 from .errors import UsageError
 from .install import apply_easycache
-from .outputs import build_run_record, hunyuan_video_path, is_writer_rank, prepare_save_dir, write_run_json, write_video
+from .outputs import build_run_record, log_generation, hunyuan_video_path, is_writer_rank, prepare_save_dir, write_run_json, write_video
 
 CHECKOUT_HINT = (
     "run this inside a HunyuanVideo checkout, or pass --hunyuan-root PATH "
@@ -148,12 +148,7 @@ def run(argv: list[str], root: Path, cache_config: EasyCacheConfig, easycache_en
             embedded_guidance_scale=args.embedded_cfg_scale,
         )
         seconds = {"end_to_end_seconds": time.perf_counter() - started, "load_seconds": load_seconds}
-        summary = cache.summary()
-        logger.info(
-            f"EasyCache: {summary['computed']}/{summary['calls']} transformer calls computed "
-            f"({summary['speedup']:.2f}x fewer), transformer {summary['seconds']:.1f}s, "
-            f"end to end {seconds['end_to_end_seconds']:.1f}s"
-        )
+        log_generation(cache, seconds)
         return outputs, seconds
 
     def record(path: Path, seconds: dict, seed: int, prompt: str) -> dict:

@@ -99,7 +99,7 @@ def install_on_model(
     template: dict[str, Any] = {}
 
     def easycache_forward(*args, **kwargs):
-        x = _argument(args, kwargs, names, latent)
+        x = call_argument(args, kwargs, names, latent)
         if not torch.is_tensor(x):
             return forward(*args, **kwargs)
         computed: dict[str, Any] = {}
@@ -108,8 +108,8 @@ def install_on_model(
             computed["output"] = forward(*args, **kwargs)
             return _tensor_of(computed["output"])
 
-        t = _argument(args, kwargs, names, timestep) if timestep else None
-        v = cache(x, _as_float(t), installation.branch, compute, owner)
+        t = call_argument(args, kwargs, names, timestep) if timestep else None
+        v = cache(x, timestep_value(t), installation.branch, compute, owner)
         if "output" in computed:
             template["output"] = computed["output"]
             return computed["output"]
@@ -165,7 +165,7 @@ def _pick(names: list[str], wanted: tuple[str, ...]) -> str | None:
     return next((n for n in wanted if n in names), None)
 
 
-def _argument(args: tuple, kwargs: dict, names: list[str], name: str) -> Any:
+def call_argument(args: tuple, kwargs: dict, names: list[str], name: str) -> Any:
     """The value of parameter ``name`` in a call, positional or keyword."""
     if name in kwargs:
         return kwargs[name]
@@ -173,7 +173,7 @@ def _argument(args: tuple, kwargs: dict, names: list[str], name: str) -> Any:
     return args[index] if index < len(args) else None
 
 
-def _as_float(t: Any) -> float | None:
+def timestep_value(t: Any) -> float | None:
     """A call's timestep as one number. Per-sample or per-token timesteps (Wan 2.2 TI2V, LTX
     conditioning) give the largest: conditioning tokens sit at 0, the generated ones at the step's."""
     if t is None:

@@ -96,3 +96,15 @@ def build_run_record(*, backend: str, args: dict, cache: Any, easycache_enabled:
         "args": args,
         "records": [r.as_dict() for r in cache.records],
     }
+
+
+def log_generation(cache: Any, seconds: dict) -> None:
+    """One line per generation: calls computed, transformer and end-to-end seconds."""
+    from loguru import logger
+
+    summary = cache.summary()
+    logger.info(
+        f"EasyCache: {summary['computed']}/{summary['calls']} transformer calls computed "
+        f"({summary['speedup']:.2f}x fewer), transformer {summary['seconds']:.1f}s, "
+        f"end to end {seconds['end_to_end_seconds']:.1f}s"
+    )

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from loguru import logger
 
+from ..install import call_argument, timestep_value
 from .attention import sparse_attention
 from .config import SVG_LAYER_COUNT, TIMESTEP_RANGE, SVGConfig
 from .layout import VideoLayout
@@ -68,7 +69,7 @@ class SVGState:
     # ------------------------------------------------------------------ fed by the transformer hook
     def begin_call(self, latent: torch.Tensor, timestep: Any) -> None:
         """A transformer call: its timestep (a new one is a new step) and its latent's grid."""
-        t = _as_float(timestep)
+        t = timestep_value(timestep)
         if t is not None and t != self.timestep:
             if self.timestep is not None and t > self.timestep:  # timesteps fall: a rise is a new generation
                 self.step = -1
@@ -144,7 +145,7 @@ def add_transformer_hook(model: torch.nn.Module, state: SVGState, latent_names: 
     timestep = next(n for n in timestep_names if n in names)
 
     def begin(module, args, kwargs):
-        state.begin_call(_argument(args, kwargs, names, latent), _argument(args, kwargs, names, timestep))
+        state.begin_call(call_argument(args, kwargs, names, latent), call_argument(args, kwargs, names, timestep))
 
     return model.register_forward_pre_hook(begin, with_kwargs=True)
 
@@ -161,21 +162,6 @@ def add_block_hooks(block: torch.nn.Module, active: ActiveBlock) -> list:
             reset_active(tokens.pop())
 
     return [block.register_forward_pre_hook(enter), block.register_forward_hook(leave, always_call=True)]
-
-
-def _argument(args: tuple, kwargs: dict, names: list[str], name: str) -> Any:
-    if name in kwargs:
-        return kwargs[name]
-    index = names.index(name)
-    return args[index] if index < len(args) else None
-
-
-def _as_float(t: Any) -> float | None:
-    if t is None:
-        return None
-    if torch.is_tensor(t):
-        return float(t.detach().flatten()[0]) if t.numel() else None
-    return float(t)
 
 
 def log_summary(state: SVGState) -> None:
