@@ -36,12 +36,14 @@ def baseline() -> Method:
     return Method("no cache", "", lambda pipe: None, lambda pipe, handle: None)
 
 
-def easycache_methods(thresholds=(0.025, 0.05, 0.1, 0.2), warmup_steps: int = 5, **extra) -> list[Method]:
+def easycache_methods(thresholds=(0.025, 0.05, 0.1, 0.2), warmup_steps: int = 5, name: str = "EasyCache",
+                      **extra) -> list[Method]:
+    """EasyCache at each threshold; ``extra`` sets the options beyond the rule (a curve of its own)."""
     def make(thresh):
         config = dict(thresh=thresh, warmup_steps=warmup_steps, **extra)
         return Method(
-            "EasyCache",
-            f"thresh {thresh}" + "".join(f", {k} {v}" for k, v in extra.items()),
+            name,
+            f"thresh {thresh}",
             lambda pipe: easycache.apply_easycache(pipe, easycache.EasyCacheConfig(**config)),
             lambda pipe, handle: easycache.remove_easycache(pipe),
         )
@@ -172,6 +174,13 @@ def cache_dit_methods() -> list[Method]:
     return [make(t) for t in (0.08, 0.12, 0.24)]
 
 
-def all_methods(num_steps: int, thresholds=(0.025, 0.05, 0.1, 0.2), guidance_distilled: bool = True) -> list[Method]:
-    return [baseline(), *easycache_methods(thresholds), *diffusers_methods(num_steps, guidance_distilled),
-            *cache_dit_methods()]
+def all_methods(num_steps: int, thresholds=(0.025, 0.05, 0.1, 0.2), guidance_distilled: bool = True,
+                warmup_steps: int = 5) -> list[Method]:
+    return [
+        baseline(),
+        *easycache_methods(thresholds, warmup_steps),
+        *easycache_methods(thresholds, warmup_steps, "EasyCache + cap 2 reuses", max_consecutive_reuse=2),
+        *easycache_methods(thresholds, warmup_steps, "EasyCache + extrapolated delta", extrapolate=True),
+        *diffusers_methods(num_steps, guidance_distilled),
+        *cache_dit_methods(),
+    ]

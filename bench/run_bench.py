@@ -179,6 +179,7 @@ def parse_args(argv=None):
     parser.add_argument("--frames", type=int)
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.025, 0.05, 0.1, 0.2],
                         help="EasyCache thresholds")
+    parser.add_argument("--warmup-steps", type=int, default=5, help="EasyCache's warmup steps")
     parser.add_argument("--methods", nargs="+", help="only methods whose name contains one of these")
     parser.add_argument("--repeats", type=int, default=1, help="time each generation this many times, keep the fastest")
     parser.add_argument("--no-lpips", action="store_true")
@@ -207,7 +208,7 @@ def main(argv=None) -> int:
         except LpipsUnavailable as error:
             lpips_status = f"unavailable: {error}"
 
-    methods = all_methods(args.steps, tuple(args.thresholds))
+    methods = all_methods(args.steps, tuple(args.thresholds), warmup_steps=args.warmup_steps)
     if args.methods:
         methods = [m for m in methods if m.name == "no cache" or any(k.lower() in m.name.lower() for k in args.methods)]
     frames_of(pipe(**call_kwargs(pipe, *jobs[0], args)))  # warm-up, untimed

@@ -50,12 +50,20 @@ class EasyCacheConfig:
             together (sequence parallelism). The decision is all-reduced over it (compute if any
             rank would), so no rank skips a collective another rank runs. ``None``: decide locally,
             which is right for one GPU and for ranks that each generate their own videos.
+        max_consecutive_reuse: Beyond the rule (off by default): compute after this many reused
+            steps in a row, whatever the accumulated error. Bounds the drift of long reuse runs at
+            the cost of some speed.
+        extrapolate: Beyond the rule (off by default): a reused step returns ``x`` plus the cached
+            delta extrapolated to first order from the last two computed steps, instead of the last
+            delta as it is. Costs one more latent per branch.
     """
 
     thresh: float = 0.025
     warmup_steps: int = 5
     num_steps: int = 50
     process_group: Any = None
+    max_consecutive_reuse: int | None = None
+    extrapolate: bool = False
 
     def __post_init__(self) -> None:
         if not (isinstance(self.thresh, (int, float)) and math.isfinite(self.thresh) and self.thresh >= 0):
@@ -64,6 +72,9 @@ class EasyCacheConfig:
             raise ValueError(f"EasyCacheConfig.warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
         if not (isinstance(self.num_steps, int) and self.num_steps >= 1):
             raise ValueError(f"EasyCacheConfig.num_steps must be an integer >= 1, got {self.num_steps!r}")
+        cap = self.max_consecutive_reuse
+        if cap is not None and not (isinstance(cap, int) and cap >= 1):
+            raise ValueError(f"EasyCacheConfig.max_consecutive_reuse must be None or an integer >= 1, got {cap!r}")
 
 
 @dataclass
@@ -127,9 +138,20 @@ def narrowing(x: torch.Tensor, v: torch.Tensor) -> tuple[int, int] | None:
 
 @dataclass
 class _Branch:
-    """Per-branch (e.g. cond / uncond) memory: the last output minus input of this branch."""
+    """Per-branch (e.g. cond / uncond) memory: the last output minus input of this branch (and,
+    for ``extrapolate``, the one before, with the steps they were computed at)."""
 
     delta: torch.Tensor | None = None
+    step: int = -1
+    previous_delta: torch.Tensor | None = None
+    previous_step: int = -1
+
+    def estimate(self, step: int, extrapolate: bool) -> torch.Tensor:
+        """The delta to add at ``step``: the last one, or its first-order extrapolation."""
+        if not extrapolate or self.previous_delta is None:
+            return self.delta
+        slope = (self.delta - self.previous_delta) / (self.step - self.previous_step)
+        return self.delta + slope * (step - self.step)
 
 
 @dataclass
@@ -148,6 +170,7 @@ class _RuleState:
     k: float | None = None
     error: float = 0.0
     decision_error: float = 0.0
+    reused_in_row: int = 0
     narrow: tuple[int, int] | None = None
     owner: Hashable | None = None
     branches: dict = field(default_factory=dict)
@@ -204,7 +227,7 @@ class EasyCache:
         slot = state.branches.setdefault(branch, _Branch())
 
         if not state.compute_this_step and slot.delta is not None:
-            v = predicted_part(x, state.narrow) + slot.delta
+            v = predicted_part(x, state.narrow) + slot.estimate(state.step, self.config.extrapolate)
             computed = False
         else:
             v = compute(x)
@@ -261,6 +284,7 @@ class EasyCache:
         state, cfg = self._state, self.config
         if state.step < cfg.warmup_steps or state.step == state.num_steps - 1:
             state.error = state.decision_error = 0.0
+            state.reused_in_row = 0
             return True
         if state.k is None or state.x_prev is None or state.v_full is None or x.shape != state.x_prev.shape:
             compute = True
@@ -268,8 +292,11 @@ class EasyCache:
             rate = _ratio(mean_abs(x - state.x_prev), mean_abs(state.v_full))
             state.error = math.inf if rate is None else state.error + state.k * rate
             compute = not state.error < cfg.thresh
+            if cfg.max_consecutive_reuse is not None and state.reused_in_row >= cfg.max_consecutive_reuse:
+                compute = True
         compute = self._agree(compute, x.device)
         state.decision_error = state.error
+        state.reused_in_row = 0 if compute else state.reused_in_row + 1
         if compute:
             state.error = 0.0
         return compute
@@ -285,7 +312,9 @@ class EasyCache:
                 f"EasyCache needs the transformer's output to have the shape of its (noisy-latent) input; "
                 f"got input {tuple(x.shape)} and output {tuple(v.shape)}"
             )
-        slot.delta = (v - x).detach()
+        if self.config.extrapolate and slot.delta is not None:
+            slot.previous_delta, slot.previous_step = slot.delta, slot.step
+        slot.delta, slot.step = (v - x).detach(), state.step
         if not is_decider:
             return
         if state.v_full is not None and state.x_full is not None and state.v_full.shape == v.shape:

@@ -212,3 +212,34 @@ def test_two_experts_share_one_step_counter_and_restart_the_rate():
     # to measure it, reuse 7-8, and the generation's last step (9) is computed.
     assert computed == [True, True, False, False, False, True, True, False, False, True]
     assert [r.step for r in cache.records] == list(range(10))
+
+
+def test_cap_on_consecutive_reuses():
+    timesteps = shifted_timesteps(12)
+    x0 = torch.randn(1, 4, 2, 4, 4, generator=torch.Generator().manual_seed(8))
+    cache, _, _ = run_cached(ToyDenoiser(), x0, timesteps, EasyCacheConfig(100.0, 2, 12, max_consecutive_reuse=2))
+    assert [r.computed for r in cache.records] == [True, True, False, False, True, False, False, True,
+                                                   False, False, True, True]
+
+
+class DriftingDenoiser(torch.nn.Module):
+    """v = x + c * t: its output-minus-input moves linearly with the timestep."""
+
+    def forward(self, hidden_states, timestep):
+        return (hidden_states + 0.01 * timestep.view(-1, 1, 1, 1, 1),)
+
+
+def test_first_order_extrapolation_of_the_delta():
+    timesteps = [1000.0 - 100.0 * s for s in range(8)]  # evenly spaced: the delta is linear in the step
+    for extrapolate, exact in ((False, False), (True, True)):
+        x = torch.randn(1, 2, 1, 2, 2, generator=torch.Generator().manual_seed(9))
+        model = DriftingDenoiser()
+        cache = easycache.apply_easycache(model, EasyCacheConfig(100.0, 3, 8, extrapolate=extrapolate))
+        for t in timesteps:
+            v = model(x, torch.tensor([t]))[0]
+            truth = x + 0.01 * t
+            if not cache.records[-1].computed:
+                assert torch.allclose(v, truth, atol=1e-5) == exact
+            x = x - 0.05 * v
+        easycache.remove_easycache(model)
+        assert sum(not r.computed for r in cache.records) == 4
