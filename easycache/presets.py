@@ -41,6 +41,8 @@ PRESETS: dict[str, Preset] = {
     "LTXImageToVideoPipeline": UNTUNED,
     "MochiPipeline": UNTUNED,
     "FluxPipeline": UNTUNED,
+    # The embedded demo (easycache/demo): HunyuanVideo's transformer, shown with HunyuanVideo's setting.
+    "DemoPipeline": HUNYUAN,
 }
 SUPPORTED_PIPELINES = tuple(PRESETS)
 

@@ -1,0 +1,100 @@
+"""The demo's world: coloured shapes moving over a plain background, and the prompts naming them.
+
+Clips are drawn on the fly from a seeded generator, so training needs no data set. A clip is
+``(frames, 3, size, size)`` in [0, 1]. Prompts read "a red circle moving left" (half the time with
+"on a gray background"). Some (colour, shape, direction) combinations are never trained on
+(``HELD_OUT``); every colour, shape and direction, and every pair of them, is still seen in
+training, so sampling a held-out prompt tests whether the model combines words it knows.
+"""
+
+from __future__ import annotations
+
+import torch
+
+COLOURS = {
+    "red": (0.95, 0.10, 0.10),
+    "green": (0.10, 0.80, 0.15),
+    "blue": (0.15, 0.30, 1.00),
+    "yellow": (1.00, 0.90, 0.10),
+    "purple": (0.65, 0.20, 0.90),
+    "cyan": (0.10, 0.90, 0.95),
+}
+BACKGROUNDS = {"black": (0.0, 0.0, 0.0), "gray": (0.45, 0.45, 0.45), "white": (1.0, 1.0, 1.0)}
+SHAPES = ("circle", "square", "triangle")
+DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}  # (dy, dx)
+FILLERS = ("a", "moving", "on", "background")
+
+# (colour, shape, direction) with shape index == (colour index + direction index) % 3: 24
+# combinations, one shape in three for every (colour, direction) pair. Never trained on.
+HELD_OUT = [
+    (c, s, d)
+    for ci, c in enumerate(COLOURS)
+    for di, d in enumerate(DIRECTIONS)
+    for si, s in enumerate(SHAPES)
+    if si == (ci + di) % len(SHAPES)
+]
+TRAIN_COMBOS = [
+    (c, s, d) for c in COLOURS for s in SHAPES for d in DIRECTIONS if (c, s, d) not in set(HELD_OUT)
+]
+
+
+def prompt_for(colour: str, shape: str, direction: str, background: str | None = None) -> str:
+    """The prompt naming a clip; the background is optional."""
+    text = f"a {colour} {shape} moving {direction}"
+    return f"{text} on a {background} background" if background else text
+
+
+def shape_mask(shape: str, cy: torch.Tensor, cx: torch.Tensor, radius: float, size: int) -> torch.Tensor:
+    """Soft (anti-aliased) masks ``(len(cy), size, size)`` of a shape centred at (cy, cx) in pixels."""
+    grid = torch.arange(size, dtype=torch.float32) + 0.5
+    y = grid.view(1, -1, 1) - cy.view(-1, 1, 1)
+    x = grid.view(1, 1, -1) - cx.view(-1, 1, 1)
+    if shape == "circle":
+        distance = (y**2 + x**2).sqrt() - radius
+    elif shape == "square":
+        distance = torch.maximum(y.abs(), x.abs()) - radius * 0.85
+    elif shape == "triangle":  # apex up: inside while below the two slanted edges and above the base
+        base = y - radius * 0.8
+        edges = (x.abs() * 2.0 - (y + radius)) / 5**0.5
+        distance = torch.maximum(base, edges)
+    else:
+        raise ValueError(f"unknown shape {shape!r}; one of {SHAPES}")
+    return (0.5 - distance).clamp(0.0, 1.0)
+
+
+def render_clip(
+    colour: str, shape: str, direction: str, background: str, *, frames: int, size: int,
+    start: tuple[float, float], speed: float, radius: float,
+) -> torch.Tensor:
+    """One clip ``(frames, 3, size, size)``: the shape moving ``speed`` pixels a frame from ``start``."""
+    dy, dx = DIRECTIONS[direction]
+    t = torch.arange(frames, dtype=torch.float32)
+    mask = shape_mask(shape, start[0] + dy * speed * t, start[1] + dx * speed * t, radius, size).unsqueeze(1)
+    fg = torch.tensor(COLOURS[colour]).view(1, 3, 1, 1)
+    bg = torch.tensor(BACKGROUNDS[background]).view(1, 3, 1, 1)
+    return bg * (1 - mask) + fg * mask
+
+
+def sample_clip(generator: torch.Generator, frames: int, size: int, combos=TRAIN_COMBOS) -> tuple[torch.Tensor, str]:
+    """A random clip of a random combination and its prompt; the motion stays inside the frame."""
+
+    def uniform(lo: float, hi: float) -> float:
+        return lo + (hi - lo) * float(torch.rand((), generator=generator))
+
+    def pick(seq):
+        return seq[int(torch.randint(len(seq), (), generator=generator))]
+
+    colour, shape, direction = pick(combos)
+    background = pick(list(BACKGROUNDS))
+    radius = uniform(0.14, 0.2) * size
+    speed = uniform(0.35, 0.6) * size / frames  # travels 35-60% of the frame over the clip
+    travel = speed * (frames - 1)
+    dy, dx = DIRECTIONS[direction]
+    lo, hi = radius + 1, size - radius - 1
+    # Start where the whole path fits: along the motion axis, leave room for the travel.
+    y0 = uniform(lo + max(0, -dy) * travel, hi - max(0, dy) * travel)
+    x0 = uniform(lo + max(0, -dx) * travel, hi - max(0, dx) * travel)
+    clip = render_clip(colour, shape, direction, background, frames=frames, size=size,
+                       start=(y0, x0), speed=speed, radius=radius)
+    named_background = background if float(torch.rand((), generator=generator)) < 0.5 else None
+    return clip, prompt_for(colour, shape, direction, named_background)

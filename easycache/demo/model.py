@@ -1,0 +1,88 @@
+"""The demo model's shape: HunyuanVideo's transformer, tiny, on pixels folded into a latent grid.
+
+No VAE: HunyuanVideo's causal 3D VAE is ~250M parameters and would need training too. Instead the
+"latent" of a clip is its pixels, scaled to [-1, 1] and pixel-unshuffled: each ``fold x fold``
+patch of a frame becomes ``3 * fold**2`` channels. Encoding and decoding are exact and free, and
+the transformer sees a small grid (32x32 pixels, fold 4: 8x8 tokens a frame, 48 channels), as HunyuanVideo's
+sees the VAE's 16-channel grid. Time is not compressed (HunyuanVideo's VAE folds 4 frames).
+
+Why fold 4 and not 8 (4x fewer tokens): the transformer predicts the velocity ``noise - x0``, so it
+must carry each token's noise through its hidden width. With fold 8 (192 channels) and width 64,
+training stalled at the loss of that bottleneck (~0.8) and sampled noise; width must be >= channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from einops import rearrange
+
+from diffusers import HunyuanVideoTransformer3DModel
+
+
+@dataclass
+class DemoConfig:
+    """Everything that fixes the demo model's shape and its sampler; saved beside the weights.
+
+    ``shift`` is the flow-matching scheduler's shift, the same in training (where it places the
+    noise levels trained on) and sampling: HunyuanVideo's 7.0. ``guidance_scale`` is true
+    classifier-free guidance (two transformer calls a step when > 1).
+    """
+
+    frames: int = 9
+    size: int = 16
+    fold: int = 4
+    shift: float = 7.0
+    steps: int = 30
+    guidance_scale: float = 1.0
+    text_width: int = 64
+    text_layers: int = 2
+    max_words: int = 12
+    transformer: dict = field(default_factory=lambda: dict(
+        num_attention_heads=4,
+        attention_head_dim=32,  # hidden size 128: comfortably wider than a token's 48 channels
+        num_layers=2,  # dual-stream blocks (text and video apart)
+        num_single_layers=2,  # single-stream blocks (text and video joined)
+        num_refiner_layers=1,
+        mlp_ratio=4.0,
+        patch_size=1,
+        patch_size_t=1,
+        guidance_embeds=False,  # no distilled guidance: true CFG instead, when wanted
+        rope_axes_dim=(8, 12, 12),  # (time, height, width), summing to attention_head_dim
+    ))
+
+    @property
+    def channels(self) -> int:
+        return 3 * self.fold**2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DemoConfig":
+        return cls(**data)
+
+
+def build_transformer(config: DemoConfig) -> HunyuanVideoTransformer3DModel:
+    """diffusers' HunyuanVideo transformer at the demo's size (random weights)."""
+    kwargs = dict(config.transformer)
+    kwargs["rope_axes_dim"] = tuple(kwargs["rope_axes_dim"])
+    return HunyuanVideoTransformer3DModel(
+        in_channels=config.channels,
+        out_channels=config.channels,
+        text_embed_dim=config.text_width,
+        pooled_projection_dim=config.text_width,
+        **kwargs,
+    )
+
+
+def encode(video: torch.Tensor, fold: int) -> torch.Tensor:
+    """Clips ``(B, F, 3, H, W)`` in [0, 1] to latents ``(B, 3*fold*fold, F, H/fold, W/fold)``."""
+    return rearrange(video * 2 - 1, "b f c (h p) (w q) -> b (c p q) f h w", p=fold, q=fold)
+
+
+def decode(latents: torch.Tensor, fold: int) -> torch.Tensor:
+    """The exact inverse of ``encode``: clips ``(B, F, 3, H, W)`` in [0, 1] (clamped)."""
+    video = rearrange(latents, "b (c p q) f h w -> b f c (h p) (w q)", p=fold, q=fold)
+    return ((video + 1) / 2).clamp(0, 1)

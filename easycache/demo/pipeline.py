@@ -1,0 +1,122 @@
+"""The demo's text-to-video pipeline: prompt -> text encoder -> flow-matching sampler -> frames.
+
+Shaped like a diffusers pipeline so EasyCache installs on it exactly as on HunyuanVideo's: it has a
+``.transformer``, sets ``_num_timesteps`` before its denoising loop, calls the transformer once a
+step (twice with classifier-free guidance, under ``cache_context("cond")`` / ``("uncond")``), and
+returns an object with ``.frames``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from diffusers import FlowMatchEulerDiscreteScheduler
+
+from .model import DemoConfig, decode
+from .text import TextEncoder, WordTokenizer
+
+
+@dataclass
+class DemoOutput:
+    """``frames``: ``(videos, frames, H, W, 3)`` numpy in [0, 1] (``output_type="np"``), or
+    ``(videos, frames, 3, H, W)`` torch (``"pt"``), as diffusers' video pipelines return them."""
+
+    frames: Any
+
+
+class DemoPipeline:
+    """A tiny trained HunyuanVideo-architecture text-to-video model; see ``load_demo_pipeline``."""
+
+    def __init__(self, config: DemoConfig, transformer: torch.nn.Module, text_encoder: TextEncoder):
+        self.config = config
+        self.transformer = transformer
+        self.text_encoder = text_encoder
+        self.tokenizer = WordTokenizer(max_length=config.max_words)
+        self.scheduler = FlowMatchEulerDiscreteScheduler(shift=config.shift)
+        self.progress_bar_enabled = False
+        self._num_timesteps = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    def to(self, device) -> "DemoPipeline":
+        self.transformer.to(device)
+        self.text_encoder.to(device)
+        return self
+
+    def set_progress_bar_config(self, disable: bool = True) -> None:
+        self.progress_bar_enabled = not disable
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(tokens, mask, pooled)`` for the transformer."""
+        ids, mask = (t.to(self.device) for t in self.tokenizer(prompts))
+        tokens, pooled = self.text_encoder(ids, mask)
+        return tokens, mask, pooled
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        negative_prompt: str = "",
+        num_videos_per_prompt: int = 1,
+        generator: torch.Generator | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        output_type: str = "np",
+    ) -> DemoOutput:
+        """Sample videos. ``num_inference_steps`` (default: the config's) trades time for detail;
+        ``guidance_scale`` > 1 is classifier-free guidance against ``negative_prompt`` (two
+        transformer calls a step). The size and length are the trained ones (other values are
+        refused): the model has seen nothing else."""
+        cfg = self.config
+        for name, value, trained in (("height", height, cfg.size), ("width", width, cfg.size),
+                                     ("num_frames", num_frames, cfg.frames)):
+            if value is not None and value != trained:
+                raise ValueError(f"the demo model makes {cfg.frames} frames of {cfg.size}x{cfg.size}; got {name}={value}")
+        steps = num_inference_steps or cfg.steps
+        guidance = cfg.guidance_scale if guidance_scale is None else guidance_scale
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        prompts = [p for p in prompts for _ in range(num_videos_per_prompt)]
+        cond = self.encode_prompt(prompts)
+        uncond = self.encode_prompt([negative_prompt] * len(prompts)) if guidance > 1 else None
+
+        shape = (len(prompts), cfg.channels, cfg.frames, cfg.size // cfg.fold, cfg.size // cfg.fold)
+        latents = torch.randn(shape, generator=generator, device="cpu").to(self.device)
+        self.scheduler.set_timesteps(steps, device=self.device)
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+        for t in tqdm(timesteps, desc="demo", disable=not self.progress_bar_enabled):
+            velocity = self._predict(latents, t, cond, "cond")
+            if uncond is not None:
+                velocity_uncond = self._predict(latents, t, uncond, "uncond")
+                velocity = velocity_uncond + guidance * (velocity - velocity_uncond)
+            latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+
+        video = decode(latents.float(), cfg.fold)
+        if output_type == "pt":
+            return DemoOutput(frames=video.cpu())
+        return DemoOutput(frames=video.permute(0, 1, 3, 4, 2).cpu().numpy())
+
+    def _predict(self, latents: torch.Tensor, t: torch.Tensor, text: tuple, branch: str) -> torch.Tensor:
+        tokens, mask, pooled = text
+        # diffusers >= 0.35 names the branch so caches keep one state per branch; older ones lack it.
+        scope = getattr(self.transformer, "cache_context", None)
+        with scope(branch) if scope is not None else contextlib.nullcontext():
+            return self.transformer(
+                hidden_states=latents,
+                timestep=t.expand(latents.shape[0]),
+                encoder_hidden_states=tokens,
+                encoder_attention_mask=mask,
+                pooled_projections=pooled,
+                return_dict=False,
+            )[0]
