@@ -41,6 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the first steps, always computed (default: %(default)s)",
     )
     group.add_argument(
+        "--easycache-max-reuse", type=int, default=None,
+        help="beyond the rule, off by default: compute after this many reused steps in a row",
+    )
+    group.add_argument(
+        "--easycache-extrapolate", action="store_true",
+        help="beyond the rule, off by default: reuse the cached delta extrapolated to first order "
+        "from the last two computed steps (bench/ measures what it buys)",
+    )
+    group.add_argument(
         "--no-easycache", action="store_true",
         help="the baseline: every step computed, through the same code path (threshold 0)",
     )
@@ -105,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         config = EasyCacheConfig(
             thresh=0.0 if ours.no_easycache else ours.easycache_thresh,
             warmup_steps=ours.easycache_warmup_steps,
+            max_consecutive_reuse=ours.easycache_max_reuse,
+            extrapolate=ours.easycache_extrapolate,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

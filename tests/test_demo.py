@@ -22,8 +22,8 @@ from easycache.demo.check import HELD_OUT_PROMPTS, score_prompts
 from easycache.demo.clips import HELD_OUT, TRAIN_COMBOS, prompt_for
 
 ROOT = Path(__file__).resolve().parents[1]
-PSNR_FLOOR = 28.0
-COMPUTED_CEILING = 0.6
+PSNR_FLOOR = 38.0  # measured 40.89 / 42.77 / 41.86 dB on the shipped weights
+COMPUTED_CEILING = 0.6  # measured 0.56 / 0.50 / 0.54
 CACHE_PROMPTS = ["a red circle moving left", "a blue square moving up", "a yellow triangle moving up"]
 
 
@@ -48,10 +48,12 @@ def test_held_out_prompts_are_new_combinations():
         assert any(s == shape and d == direction for _, s, d in TRAIN_COMBOS)
 
 
-# The bar is 16/20. The shipped weights (3000 CPU steps, ~20 min) do not reach it yet: the
-# samples follow the prompt's background but keep per-token noise and rarely draw the object (see
-# the closing note). The assertion stays at the bar; the marker goes once retrained weights pass.
-@pytest.mark.xfail(reason="shipped demo weights are under-trained: below 16/20 held-out prompts", strict=False)
+# The bar is 16/20. The shipped weights (two CPU stages, 16k steps, ~56 min) do not reach it:
+# 19/20 held-out samples show the named colour, but only 1/20 moves in the named direction (motion is
+# learned weakly; see the closing note). The assertion stays at the bar; the marker goes once
+# retrained weights pass.
+@pytest.mark.xfail(reason="shipped demo weights: colour 19/20, direction rarely; below 16/20 held-out prompts",
+                   strict=False)
 def test_held_out_prompts_show_named_colour_and_direction(pipe):
     results = score_prompts(pipe, HELD_OUT_PROMPTS, steps=30, seed=0)
     right = sum(ok for *_, ok in results)

@@ -40,6 +40,12 @@ class DemoPipeline:
         self.scheduler = FlowMatchEulerDiscreteScheduler(shift=config.shift)
         self.progress_bar_enabled = False
         self._num_timesteps = None
+        self._current_timestep = None
+
+    @property
+    def current_timestep(self):
+        """The timestep being denoised (None outside a call), as diffusers' pipelines expose it."""
+        return self._current_timestep
 
     @property
     def device(self) -> torch.device:
@@ -96,11 +102,13 @@ class DemoPipeline:
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
         for t in tqdm(timesteps, desc="demo", disable=not self.progress_bar_enabled):
+            self._current_timestep = t
             velocity = self._predict(latents, t, cond, "cond")
             if uncond is not None:
                 velocity_uncond = self._predict(latents, t, uncond, "uncond")
                 velocity = velocity_uncond + guidance * (velocity - velocity_uncond)
             latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+        self._current_timestep = None
 
         video = decode(latents.float(), cfg.fold)
         if output_type == "pt":
