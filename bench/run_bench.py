@@ -188,9 +188,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@torch.no_grad()
 def main(argv=None) -> int:
     args = parse_args(argv)
-    torch.set_grad_enabled(False)
     prompts = DEFAULT_PROMPTS
     if args.prompt_file:
         from easycache.batch import read_prompts

@@ -78,6 +78,7 @@ def learning_rate(step: int, total: int, peak: float, warmup: int = 100) -> floa
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    torch.set_grad_enabled(True)  # whatever the caller's process had set
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.threads:
         torch.set_num_threads(args.threads)
