@@ -52,6 +52,12 @@ def make_jobs(prompts: Iterable[str], seeds: Iterable[int]) -> list[Job]:
     return [Job(i * len(seeds) + j, prompt, seed) for i, prompt in enumerate(prompts) for j, seed in enumerate(seeds)]
 
 
+def jobs_for(prompts: list[str] | None, seeds: list[int] | None, prompt: str, seed: int | None) -> list[Job]:
+    """The jobs of a run: the prompt file's prompts (else ``--prompt``) x ``--seeds`` (else ``--seed``,
+    else 42, so that a rerun names its videos the same)."""
+    return make_jobs(prompts or [prompt], seeds or [seed if seed is not None else 42])
+
+
 def shard(jobs: list[Job], rank: int, world_size: int) -> list[Job]:
     """This rank's share: every ``world_size``-th job from ``rank``."""
     return jobs[rank::world_size]

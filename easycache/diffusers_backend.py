@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from loguru import logger
 
-from .batch import Job, data_parallel_rank, make_jobs, run_jobs
+from .batch import Job, data_parallel_rank, jobs_for, run_jobs
 from .cache import EasyCacheConfig
 from .errors import UsageError
 from .install import apply_easycache
-from .outputs import build_run_record, log_generation, hunyuan_video_path, is_writer_rank, prepare_save_dir, write_run_json, write_video
+from .outputs import build_run_record, hunyuan_video_path, is_writer_rank, log_generation, prepare_save_dir, write_result
 
 DEFAULT_MODEL = "hunyuanvideo-community/HunyuanVideo"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -196,11 +195,10 @@ def run(argv: list[str], cache_config: EasyCacheConfig, easycache_enabled: bool,
     if batch:
         def generate(job: Job, path: Path) -> None:
             frames, seconds = sample(job.prompt, job.seed)
-            write_run_json(path, record(path, seconds, job.seed, job.prompt))
-            write_video(frames[0], path, fps=24)
+            write_result(path, frames[0], record(path, seconds, job.seed, job.prompt))
 
         args.num_videos = 1
-        jobs = make_jobs(prompts or [args.prompt], seeds or [args.seed if args.seed is not None else 42])
+        jobs = jobs_for(prompts, seeds, args.prompt, args.seed)
         return run_jobs(jobs, Path(save_path), generate, rank, world_size)
 
     seed = args.seed if args.seed is not None else random.randint(0, 1_000_000)
@@ -212,8 +210,5 @@ def run(argv: list[str], cache_config: EasyCacheConfig, easycache_enabled: bool,
         path = hunyuan_video_path(save_path, seed, args.prompt)
         if len(frames) > 1:  # one generator makes all videos of a call: number them, same seed
             path = path.with_name(f"{path.stem}_{i}{path.suffix}")
-        write_video(video, path, fps=24)
-        write_run_json(path, record(path, seconds, seed, args.prompt))
-        logger.info(f"Sample save to: {path}")
-        videos.append(path)
+        videos.append(write_result(path, video, record(path, seconds, seed, args.prompt)))
     return videos

@@ -17,13 +17,12 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 import torch
-from loguru import logger
 
-from .batch import Job, data_parallel_rank, make_jobs, run_jobs
+from .batch import Job, data_parallel_rank, jobs_for, run_jobs
 from .cache import EasyCacheConfig
 from .errors import UsageError
 from .install import apply_easycache
-from .outputs import build_run_record, log_generation, hunyuan_video_path, is_writer_rank, prepare_save_dir, write_run_json, write_video
+from .outputs import build_run_record, hunyuan_video_path, is_writer_rank, log_generation, prepare_save_dir, write_result
 
 CHECKOUT_HINT = (
     "run this inside a HunyuanVideo checkout, or pass --hunyuan-root PATH "
@@ -159,10 +158,9 @@ def run(argv: list[str], root: Path, cache_config: EasyCacheConfig, easycache_en
         def generate(job: Job, path: Path) -> None:
             outputs, seconds = sample(job.prompt, job.seed, 1)
             if writes:
-                write_run_json(path, record(path, seconds, job.seed, job.prompt))
-                write_video(outputs["samples"][0], path, fps=24)
+                write_result(path, outputs["samples"][0], record(path, seconds, job.seed, job.prompt))
 
-        jobs = make_jobs(prompts or [args.prompt], seeds or [args.seed if args.seed is not None else 42])
+        jobs = jobs_for(prompts, seeds, args.prompt, args.seed)
         return run_jobs(jobs, Path(save_path), generate, rank, world_size)
 
     outputs, seconds = sample(args.prompt, args.seed, args.num_videos)
@@ -171,8 +169,5 @@ def run(argv: list[str], root: Path, cache_config: EasyCacheConfig, easycache_en
     videos = []
     for i, frames in enumerate(outputs["samples"]):
         path = hunyuan_video_path(save_path, outputs["seeds"][i], outputs["prompts"][i])
-        write_video(frames, path, fps=24)
-        write_run_json(path, record(path, seconds, outputs["seeds"][i], outputs["prompts"][i]))
-        logger.info(f"Sample save to: {path}")
-        videos.append(path)
+        videos.append(write_result(path, frames, record(path, seconds, outputs["seeds"][i], outputs["prompts"][i])))
     return videos

@@ -108,3 +108,14 @@ def log_generation(cache: Any, seconds: dict) -> None:
         f"({summary['speedup']:.2f}x fewer), transformer {summary['seconds']:.1f}s, "
         f"end to end {seconds['end_to_end_seconds']:.1f}s"
     )
+
+
+def write_result(path: Path, frames: Any, run: dict, fps: int = 24) -> Path:
+    """One generated video and its run JSON: the JSON first, the video last (atomically), so a
+    finished video always has its record beside it and a rerun can trust the video's presence."""
+    from loguru import logger
+
+    write_run_json(path, run)
+    write_video(frames, path, fps=fps)
+    logger.info(f"Sample save to: {path}")
+    return path
