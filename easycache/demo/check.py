@@ -1,7 +1,7 @@
 """Does a sampled clip show what its prompt names? Colour and direction, measured on the pixels.
 
 The background is the median colour of each frame's border; the object is the pixels far from it.
-Its colour is the nearest named colour to the object's median colour over all frames; its motion is
+Its colour is the nearest named colour to the median colour of the object's core over all frames; its motion is
 the displacement of its centroid from the first frames to the last, named by the larger axis.
 """
 
@@ -36,7 +36,10 @@ def read_clip(frames) -> ClipReading:
     mask = distance > OBJECT_DISTANCE
     if mask.sum() == 0:
         return ClipReading(None, None, 0.0)
-    object_colour = np.median(video[mask], axis=0)
+    # The colour from the object's core: edge pixels are blended with the background (darker on
+    # black), so only the farther half of the object's pixels is read.
+    core = mask & (distance >= np.median(distance[mask]))
+    object_colour = np.median(video[core], axis=0)
     names = list(COLOURS)
     palette = np.array([COLOURS[n] for n in names])
     colour = names[int(np.argmin(np.linalg.norm(palette - object_colour, axis=1)))]

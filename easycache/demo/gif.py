@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 
-def side_by_side_gif(baseline, cached, path: Path, scale: int = 4, fps: int = 6,
+def side_by_side_gif(baseline, cached, path: Path, scale: int = 8, fps: int = 6,
                      labels: tuple[str, str] = ("baseline", "EasyCache")) -> Path:
     """Write ``baseline | cached`` (each ``(F, H, W, 3)`` in [0, 1]) enlarged ``scale`` times, labelled."""
     import imageio

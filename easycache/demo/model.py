@@ -3,8 +3,17 @@
 No VAE: HunyuanVideo's causal 3D VAE is ~250M parameters and would need training too. Instead the
 "latent" of a clip is its pixels, scaled to [-1, 1] and pixel-unshuffled: each ``fold x fold``
 patch of a frame becomes ``3 * fold**2`` channels. Encoding and decoding are exact and free, and
-the transformer sees a small grid (32x32 pixels, fold 4: 8x8 tokens a frame, 48 channels), as HunyuanVideo's
+the transformer sees a small grid (16x16 pixels, fold 4: 4x4 tokens a frame, 48 channels), as HunyuanVideo's
 sees the VAE's 16-channel grid. Time is not compressed (HunyuanVideo's VAE folds 4 frames).
+
+Why coordinate channels: HunyuanVideo's transformer knows where a token is only through RoPE,
+which is relative. From pure noise, a token cannot tell which frame or which corner it is in
+except through the subtle edge effects of relative attention, so the prompt alone can hardly say
+"right side in the first frame, left side in the last". The pipeline therefore appends three fixed
+channels to the noisy latent, each token's frame, row and column in [-1, 1], the way HunyuanVideo's
+image-to-video model appends its conditioning latents: the transformer takes ``channels + 3`` and
+predicts ``channels`` (EasyCache reads the rule's ``x`` from the predicted channels, as for I2V).
+Big video models learn absolute place from RoPE over millions of steps; this one has thousands.
 
 Why fold 4 and not 8 (4x fewer tokens): the transformer predicts the velocity ``noise - x0``, so it
 must carry each token's noise through its hidden width. With fold 8 (192 channels) and width 64,
@@ -39,6 +48,7 @@ class DemoConfig:
     text_width: int = 64
     text_layers: int = 2
     max_words: int = 12
+    coordinates: bool = True  # append (frame, row, column) channels to the transformer's input
     transformer: dict = field(default_factory=lambda: dict(
         num_attention_heads=4,
         attention_head_dim=32,  # hidden size 128: comfortably wider than a token's 48 channels
@@ -54,14 +64,20 @@ class DemoConfig:
 
     @property
     def channels(self) -> int:
+        """Channels of a latent (what the transformer predicts)."""
         return 3 * self.fold**2
+
+    @property
+    def input_channels(self) -> int:
+        """Channels the transformer takes: the latent, then the coordinates when on."""
+        return self.channels + (3 if self.coordinates else 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "DemoConfig":
-        return cls(**data)
+        return cls(**{"coordinates": False, **data})  # folders saved before coordinates existed lack the key
 
 
 def build_transformer(config: DemoConfig) -> HunyuanVideoTransformer3DModel:
@@ -69,12 +85,21 @@ def build_transformer(config: DemoConfig) -> HunyuanVideoTransformer3DModel:
     kwargs = dict(config.transformer)
     kwargs["rope_axes_dim"] = tuple(kwargs["rope_axes_dim"])
     return HunyuanVideoTransformer3DModel(
-        in_channels=config.channels,
+        in_channels=config.input_channels,
         out_channels=config.channels,
         text_embed_dim=config.text_width,
         pooled_projection_dim=config.text_width,
         **kwargs,
     )
+
+
+def with_coordinates(latents: torch.Tensor) -> torch.Tensor:
+    """``latents (B, C, F, H, W)`` with three channels appended: each token's frame, row and
+    column, spaced evenly in [-1, 1] (the same for every clip; see the module docstring)."""
+    b, _, f, h, w = latents.shape
+    axes = [torch.linspace(-1, 1, n, device=latents.device, dtype=latents.dtype) for n in (f, h, w)]
+    grid = torch.stack(torch.meshgrid(*axes, indexing="ij"))  # (3, F, H, W)
+    return torch.cat([latents, grid.expand(b, -1, -1, -1, -1)], dim=1)
 
 
 def encode(video: torch.Tensor, fold: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from diffusers import FlowMatchEulerDiscreteScheduler
 
-from .model import DemoConfig, decode
+from .model import DemoConfig, decode, with_coordinates
 from .text import TextEncoder, WordTokenizer
 
 
@@ -121,7 +121,7 @@ class DemoPipeline:
         scope = getattr(self.transformer, "cache_context", None)
         with scope(branch) if scope is not None else contextlib.nullcontext():
             return self.transformer(
-                hidden_states=latents,
+                hidden_states=with_coordinates(latents) if self.config.coordinates else latents,
                 timestep=t.expand(latents.shape[0]),
                 encoder_hidden_states=tokens,
                 encoder_attention_mask=mask,
