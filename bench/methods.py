@@ -36,7 +36,7 @@ def baseline() -> Method:
     return Method("no cache", "", lambda pipe: None, lambda pipe, handle: None)
 
 
-def easycache_methods(thresholds=(0.025, 0.05, 0.1, 0.2), warmup_steps: int = 5, name: str = "EasyCache",
+def easycache_methods(thresholds=(0.01, 0.025, 0.05, 0.1), warmup_steps: int = 5, name: str = "EasyCache",
                       **extra) -> list[Method]:
     """EasyCache at each threshold; ``extra`` sets the options beyond the rule (a curve of its own)."""
     def make(thresh):
@@ -174,7 +174,7 @@ def cache_dit_methods() -> list[Method]:
     return [make(t) for t in (0.08, 0.12, 0.24)]
 
 
-def all_methods(num_steps: int, thresholds=(0.025, 0.05, 0.1, 0.2), guidance_distilled: bool = True,
+def all_methods(num_steps: int, thresholds=(0.01, 0.025, 0.05, 0.1), guidance_distilled: bool = True,
                 warmup_steps: int = 5) -> list[Method]:
     return [
         baseline(),

@@ -177,7 +177,7 @@ def parse_args(argv=None):
     parser.add_argument("--height", type=int)
     parser.add_argument("--width", type=int)
     parser.add_argument("--frames", type=int)
-    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.025, 0.05, 0.1, 0.2],
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.01, 0.025, 0.05, 0.1],
                         help="EasyCache thresholds")
     parser.add_argument("--warmup-steps", type=int, default=5, help="EasyCache's warmup steps")
     parser.add_argument("--methods", nargs="+", help="only methods whose name contains one of these")

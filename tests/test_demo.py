@@ -23,8 +23,10 @@ from easycache.demo.clips import HELD_OUT, TRAIN_COMBOS, prompt_for, sample_clip
 from easycache.demo.model import DemoConfig, decode, encode, with_coordinates
 
 ROOT = Path(__file__).resolve().parents[1]
-PSNR_FLOOR = 38.0  # measured 40.89 / 42.77 / 41.86 dB on the shipped weights
-COMPUTED_CEILING = 0.6  # measured 0.56 / 0.50 / 0.54
+# Measured on the shipped weights (seed 0, 50 steps, thresh 0.025): PSNR 31.48 / 30.41 / 30.03 dB,
+# 13/50 calls computed for each prompt (0.26). The three are held-out prompts.
+PSNR_FLOOR = 28.0
+COMPUTED_CEILING = 0.35
 CACHE_PROMPTS = ["a red circle moving left", "a blue square moving up", "a yellow triangle moving up"]
 
 
