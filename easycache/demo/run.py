@@ -132,9 +132,10 @@ def write_comparison(results: dict, videos: list[Path], metrics_path: Path, gif_
         metrics = tool.compare_videos(frames[0], frames[1], torch.device("cpu"))
         comparison.update(psnr=tool.metrics_to_json(metrics)["psnr"], ssim=metrics.ssim)
     metrics_path.write_text(json.dumps(comparison, indent=2))
-    side_by_side_gif(base["frames"], cached["frames"], gif_path)
     psnr = comparison.get("psnr")
     psnr_text = "n/a" if psnr is None else psnr if isinstance(psnr, str) else f"{psnr:.2f}"
+    side_by_side_gif(base["frames"], cached["frames"], gif_path, labels=(
+        "baseline", f"EasyCache {comparison['transformer_speedup']:.1f}x {psnr_text} dB"))
     logger.info(
         f"EasyCache vs baseline: PSNR {psnr_text} dB, "
         f"SSIM {comparison.get('ssim', float('nan')):.4f}, {s['computed']}/{s['calls']} calls computed, "
