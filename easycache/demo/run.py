@@ -23,7 +23,7 @@ from loguru import logger
 
 from ..cache import EasyCacheConfig
 from ..install import apply_easycache, remove_easycache
-from ..outputs import build_run_record, hunyuan_video_path, prepare_save_dir, write_video
+from ..outputs import build_run_record, hunyuan_video_path, prepare_save_dir, write_result
 from . import load_demo_pipeline
 from .gif import side_by_side_gif
 
@@ -92,16 +92,15 @@ def run_demo(args: argparse.Namespace, cache_config: EasyCacheConfig, easycache_
     for name, config in variants.items():
         result = results[name] = generate(pipe, config, call)
         path = save_path / f"{stem}_{name}.mp4"
-        write_video(result["frames"], path, fps=8)
         record = build_run_record(
             backend="demo", args=vars(args), cache=result["cache"], easycache_enabled=name == "easycache",
             seconds={"end_to_end_seconds": result["end_to_end_seconds"], "load_seconds": load_seconds},
             video=path, seed=seed, prompt=args.prompt,
         )
-        path.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str))
+        write_result(path, result["frames"], record, fps=8)
         s = result["summary"]
         logger.info(f"{name}: {s['computed']}/{s['calls']} transformer calls computed, transformer "
-                    f"{s['seconds']:.3f}s, end to end {result['end_to_end_seconds']:.3f}s; saved {path}")
+                    f"{s['seconds']:.3f}s, end to end {result['end_to_end_seconds']:.3f}s")
         videos.append(path)
     if easycache_enabled:
         write_comparison(results, videos, save_path / f"{stem}_metrics.json", save_path / f"{stem}_side_by_side.gif")
