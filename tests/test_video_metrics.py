@@ -1,8 +1,8 @@
-"""Tests for tools/video_metrics.py with small videos written here (no network, CPU only)."""
+"""Tests for easycache.metrics and its command line, tools/video_metrics.py, with small videos
+written here (no network, CPU only)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -15,15 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "tools" / "video_metrics.py"
+import easycache.metrics as metrics
+import tools.video_metrics as vm
 
-_spec = importlib.util.spec_from_file_location("video_metrics", SCRIPT)
-vm = importlib.util.module_from_spec(_spec)
-sys.modules["video_metrics"] = vm
-_spec.loader.exec_module(vm)
-
-REAL_LOAD_LPIPS = vm.load_lpips  # kept before the autouse fixture replaces it
+SCRIPT = Path(vm.__file__)
+REAL_LOAD_LPIPS = metrics.load_lpips
 H, W, T = 48, 64, 10
 LEVELS = np.array([40, 80, 120, 160, 200], dtype=np.uint8)
 
@@ -67,7 +63,7 @@ def fake_lpips(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture(autouse=True)
 def no_real_lpips(monkeypatch):
-    """Never load real LPIPS (it may download weights); default to the stand-in."""
+    """The command line never loads real LPIPS (it may download weights); it gets the stand-in."""
     monkeypatch.setattr(vm, "load_lpips", lambda net, device: fake_lpips)
 
 
@@ -184,12 +180,90 @@ def test_resize_compares_different_sizes(tmp_path, capsys):
     assert "resized from 128x96" in out
 
 
+# ---------------------------------------------------------------- the two PSNR forms (library)
+
+
+def per_frame_psnr(d: int) -> float:
+    return math.inf if d == 0 else 20 * math.log10(255 / d)
+
+
+def test_both_psnr_forms_on_two_frames_with_known_noise():
+    frames = gray_video(frames=2)
+    m = metrics.compare_videos(frames, add_noise(frames, [2, 16]), torch.device("cpu"))
+    whole = 10 * math.log10(1 / np.mean([(2 / 255) ** 2, (16 / 255) ** 2]))
+    frame_mean = (per_frame_psnr(2) + per_frame_psnr(16)) / 2
+    assert m.psnr == pytest.approx(whole, abs=1e-3)
+    assert m.psnr_frame_mean == pytest.approx(frame_mean, abs=1e-3)
+    assert m.psnr_per_frame == pytest.approx([per_frame_psnr(2), per_frame_psnr(16)], abs=1e-3)
+    assert m.psnr_frame_mean > m.psnr + 5  # 33.1 vs 27.0 dB: the forms differ a lot on uneven frames
+    report = metrics.metrics_to_json(m)
+    assert report["psnr"] == pytest.approx(whole, abs=1e-3)
+    assert report["psnr_frame_mean"] == pytest.approx(frame_mean, abs=1e-3)
+
+
+def test_frame_mean_psnr_is_never_below_whole_video_psnr():
+    rng = np.random.default_rng(3)
+    frames = gray_video()
+    for _ in range(5):
+        levels = rng.integers(1, 30, T).tolist()
+        m = metrics.compare_videos(frames, add_noise(frames, levels), torch.device("cpu"), chunk_size=3)
+        assert m.psnr_frame_mean >= m.psnr - 1e-9
+    even = metrics.compare_videos(frames, add_noise(frames, [8] * T), torch.device("cpu"))
+    assert even.psnr_frame_mean == pytest.approx(even.psnr, abs=1e-9)  # equal only when frames err equally
+
+
+def test_identical_videos_give_inf_for_both_psnr_forms():
+    frames = gray_video()
+    m = metrics.compare_videos(frames, frames.copy(), torch.device("cpu"))
+    assert m.psnr == math.inf and m.psnr_frame_mean == math.inf
+    report = metrics.metrics_to_json(m)
+    assert report["psnr"] == report["psnr_frame_mean"] == "inf"
+    json.dumps(report, allow_nan=False)  # valid strict JSON
+
+
+def test_one_identical_frame_makes_the_frame_mean_inf_not_the_mean_of_the_rest():
+    frames = gray_video(frames=3)
+    m = metrics.compare_videos(frames, add_noise(frames, [0, 8, 8]), torch.device("cpu"))
+    assert m.psnr_frame_mean == math.inf  # the documented choice: plain mean, inf counts
+    assert m.psnr == pytest.approx(10 * math.log10(3 / 2 * (255 / 8) ** 2), abs=1e-3)
+    assert metrics.metrics_to_json(m)["psnr_frame_mean"] == "inf"
+
+
+def test_arrays_and_files_give_the_same_metrics(tmp_path):
+    frames = gray_video()
+    noisy = add_noise(frames, [0, 2, 4, 8, 16, 0, 2, 4, 8, 16])
+    a = write_video(tmp_path / "a.mp4", frames)
+    b = write_video(tmp_path / "b.mp4", noisy)
+    from_files = metrics.compare_videos(a, b, torch.device("cpu"), lpips_fn=fake_lpips)
+    from_arrays = metrics.compare_videos(frames, noisy, torch.device("cpu"), lpips_fn=fake_lpips)
+    assert metrics.metrics_to_json(from_arrays) == metrics.metrics_to_json(from_files)
+
+
+def test_mean_over_pairs_carries_both_psnr_forms():
+    frames = gray_video(frames=2)
+    uneven = metrics.compare_videos(frames, add_noise(frames, [2, 16]), torch.device("cpu"))
+    even = metrics.compare_videos(frames, add_noise(frames, [8, 8]), torch.device("cpu"))
+    mean = metrics.mean_metrics_to_json([uneven, even])
+    assert mean["psnr"] == pytest.approx((uneven.psnr + even.psnr) / 2)
+    assert mean["psnr_frame_mean"] == pytest.approx((uneven.psnr_frame_mean + even.psnr_frame_mean) / 2)
+    assert mean["lpips"] is None
+    identical = metrics.compare_videos(frames, frames, torch.device("cpu"))
+    assert metrics.mean_metrics_to_json([identical, even])["psnr_frame_mean"] == "inf"
+
+
+def test_library_imports_no_lpips_or_torchvision():
+    code = "import sys, easycache.metrics; print('lpips' in sys.modules, 'torchvision' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]
+
+
 # ---------------------------------------------------------------- LPIPS availability
 
 
 def test_unavailable_lpips_prints_reason_and_other_metrics(tmp_path, capsys, monkeypatch):
     def broken(net, device):
-        raise vm.LpipsUnavailable("torchvision is not installed")
+        raise metrics.LpipsUnavailable("torchvision is not installed")
 
     monkeypatch.setattr(vm, "load_lpips", broken)
     frames = gray_video()
@@ -228,8 +302,8 @@ def test_lpips_net_choice_is_passed(tmp_path, capsys, monkeypatch):
 
 
 def test_real_lpips_loader_reports_a_reason_without_torchvision(monkeypatch):
-    monkeypatch.setattr(vm.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(vm.LpipsUnavailable, match="torchvision is not installed"):
+    monkeypatch.setattr(metrics.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(metrics.LpipsUnavailable, match="torchvision is not installed"):
         REAL_LOAD_LPIPS("alex", torch.device("cpu"))
 
 
@@ -315,12 +389,12 @@ def test_empty_file(tmp_path, capsys):
 def test_video_without_frames(tmp_path, capsys, monkeypatch):
     a = write_video(tmp_path / "a.mp4", gray_video())
     b = write_video(tmp_path / "b.mp4", gray_video())
-    real_read = vm._read_frames
+    real_read = metrics._read_frames
 
     def read(path):
         return iter(()) if path.name == "b.mp4" else real_read(path)
 
-    monkeypatch.setattr(vm, "_read_frames", read)
+    monkeypatch.setattr(metrics, "_read_frames", read)
     assert_user_error(capsys, ["--original_video", a, "--generated_video", b], "video has no frames", "b.mp4")
 
 
@@ -377,4 +451,50 @@ def test_help_states_metric_definitions(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for fragment in ("10 * log10(1 / MSE)", "data range 1", "[-1, 1]", "AlexNet", "--lpips_net", "--json", "--resize"):
+        assert fragment in text
+
+
+def test_command_line_prints_both_labelled_psnr_lines(tmp_path, capsys):
+    levels = [2, 16] * (T // 2)
+    frames = gray_video()
+    a = write_video(tmp_path / "a.mp4", frames)
+    b = write_video(tmp_path / "b.mp4", add_noise(frames, levels))
+    out, report = run_json(capsys, tmp_path, a, b, "--no_lpips")
+    whole = 10 * math.log10(1 / np.mean([(d / 255) ** 2 for d in levels]))
+    frame_mean = np.mean([20 * math.log10(255 / d) for d in levels])
+    lines = out.splitlines()
+    assert lines[1] == f"PSNR: {whole:.2f} dB (whole-video MSE, EasyCache's protocol)"
+    assert lines[2] == f"PSNR (mean of per-frame): {frame_mean:.2f} dB (cache-dit / Sparse-VideoGen protocol)"
+    assert lines[3].startswith("SSIM: ")
+    assert report["psnr"] == pytest.approx(whole, abs=1e-3)
+    assert report["psnr_frame_mean"] == pytest.approx(frame_mean, abs=1e-3)
+
+
+def test_directory_table_and_json_carry_the_frame_mean_psnr(tmp_path, capsys):
+    orig, gen = tmp_path / "orig", tmp_path / "gen"
+    orig.mkdir(), gen.mkdir()
+    frames = gray_video()
+    write_video(orig / "even.mp4", frames)
+    write_video(gen / "even.mp4", add_noise(frames, [8] * T))
+    write_video(orig / "uneven.mp4", frames)
+    write_video(gen / "uneven.mp4", add_noise(frames, [2, 16] * (T // 2)))
+    out, report = run_json(capsys, tmp_path, orig, gen)
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| video | frames | PSNR (dB) | SSIM | LPIPS | PSNR frame-mean (dB) |"
+    uneven = report["pairs"][1]
+    assert rows[2].startswith("| uneven.mp4 |") and rows[2].endswith(f"| {uneven['psnr_frame_mean']:.2f} |")
+    assert rows[3].endswith(f"| {report['mean']['psnr_frame_mean']:.2f} |")
+    assert any(line.startswith("PSNR: whole-video MSE") for line in out.splitlines())
+    assert report["mean"]["psnr_frame_mean"] == pytest.approx(
+        (report["pairs"][0]["psnr_frame_mean"] + uneven["psnr_frame_mean"]) / 2
+    )
+    assert report["mean"]["psnr"] == pytest.approx((report["pairs"][0]["psnr"] + uneven["psnr"]) / 2)
+
+
+def test_help_states_both_psnr_definitions(capsys):
+    with pytest.raises(SystemExit):
+        vm.main(["--help"])
+    text = capsys.readouterr().out
+    for fragment in ("one MSE over the whole video", "EasyCache's protocol", "averaged over frames",
+                     "cache-dit / Sparse-VideoGen"):
         assert fragment in text
