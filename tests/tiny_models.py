@@ -8,6 +8,10 @@ a tiny VAE to encode their conditioning image.
 Each builder returns a :class:`Case`: the pipeline, a function giving one call's keyword arguments
 (a fresh generator each time, so every call is reproducible), the number of denoising steps, and
 what the test should expect of the model (classifier-free guidance as two calls, two experts).
+
+:func:`tiny_wan_pipeline` is different: a *complete* Wan 2.1 text-to-video pipeline (text encoder,
+tokenizer and VAE included) that runs from a prompt and survives ``save_pretrained`` /
+``DiffusionPipeline.from_pretrained``, for tests that load a pipeline from a folder.
 """
 
 from __future__ import annotations
@@ -29,11 +33,12 @@ class Case:
     calls_per_step: int = 1          # 2 for classifier-free guidance as two transformer calls
     branches: tuple = ()             # the cache_context names of those calls, when the pipeline uses them
     experts: tuple = ("transformer",)
+    return_dict: bool = True         # False: the pipeline takes no ``return_dict`` (the demo); read ``.frames``
 
     def __call__(self, **overrides) -> torch.Tensor:
         kwargs = self.make_kwargs()
         kwargs.update(overrides)
-        out = self.pipe(**kwargs, return_dict=False)[0]
+        out = self.pipe(**kwargs, return_dict=False)[0] if self.return_dict else self.pipe(**kwargs).frames
         return out if torch.is_tensor(out) else torch.as_tensor(out)
 
 
@@ -111,38 +116,115 @@ def hunyuan_i2v() -> Case:
     return Case(pipe, kwargs, calls_per_step=2)  # true CFG as two calls, no cache_context names
 
 
-def hunyuan15_t2v() -> Case:
-    """HunyuanVideo15Pipeline: guider-driven CFG (``pred_cond`` / ``pred_uncond``), input 4 + 4 + 1 channels."""
-    from diffusers import (AutoencoderKLHunyuanVideo15, FlowMatchEulerDiscreteScheduler, HunyuanVideo15Pipeline,
-                           HunyuanVideo15Transformer3DModel)
-    from diffusers.guiders import ClassifierFreeGuidance
+def hunyuan_skyreels_i2v() -> Case:
+    """HunyuanSkyreelsImageToVideoPipeline: input 4 latent + 4 image channels, distilled guidance embedded
+    (``guidance_embeds``) and true CFG as two calls without cache_context names."""
+    from diffusers import (FlowMatchEulerDiscreteScheduler, HunyuanSkyreelsImageToVideoPipeline,
+                           HunyuanVideoTransformer3DModel)
 
     torch.manual_seed(0)
-    transformer = HunyuanVideo15Transformer3DModel(
+    transformer = HunyuanVideoTransformer3DModel(
+        in_channels=2 * 4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=1,
+        num_single_layers=1, num_refiner_layers=1, patch_size=1, patch_size_t=1, guidance_embeds=True,
+        text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(2, 4, 4),
+    ).eval()
+    pipe = _quiet(HunyuanSkyreelsImageToVideoPipeline(
+        transformer=transformer, vae=_hunyuan_vae(), scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        text_encoder=None, text_encoder_2=None, tokenizer=None, tokenizer_2=None,
+    ))
+    text = dict(prompt_embeds=_embeds(1, 1, 6, 16), prompt_attention_mask=torch.ones(1, 6),
+                pooled_prompt_embeds=_embeds(2, 1, 8),
+                negative_prompt_embeds=_embeds(3, 1, 6, 16), negative_prompt_attention_mask=torch.ones(1, 6),
+                negative_pooled_prompt_embeds=_embeds(4, 1, 8))
+
+    def kwargs():
+        return dict(image=_image(16), **text, true_cfg_scale=4.0, guidance_scale=1.0, num_inference_steps=STEPS,
+                    height=16, width=16, num_frames=9, output_type="latent", generator=_generator())
+
+    return Case(pipe, kwargs, calls_per_step=2)
+
+
+def _hunyuan15_transformer(task_type):
+    from diffusers import HunyuanVideo15Transformer3DModel
+
+    torch.manual_seed(0)
+    return HunyuanVideo15Transformer3DModel(
         in_channels=9, out_channels=4, num_attention_heads=2, attention_head_dim=8, num_layers=1,
         num_refiner_layers=1, mlp_ratio=2.0, patch_size=1, patch_size_t=1, text_embed_dim=16, text_embed_2_dim=32,
-        image_embed_dim=12, rope_axes_dim=(2, 2, 4), target_size=16, task_type="t2v",
+        image_embed_dim=12, rope_axes_dim=(2, 2, 4), target_size=16, task_type=task_type,
     ).eval()
+
+
+def _hunyuan15_vae():
+    from diffusers import AutoencoderKLHunyuanVideo15
+
     torch.manual_seed(0)
-    vae = AutoencoderKLHunyuanVideo15(
+    return AutoencoderKLHunyuanVideo15(
         in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 16), layers_per_block=1,
         spatial_compression_ratio=4, temporal_compression_ratio=2, downsample_match_channel=False,
         upsample_match_channel=False,
     ).eval()
-    pipe = _quiet(HunyuanVideo15Pipeline(
-        transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-        text_encoder=None, text_encoder_2=None, tokenizer=None, tokenizer_2=None,
-        guider=ClassifierFreeGuidance(guidance_scale=4.0),
-    ))
-    text = dict(prompt_embeds=_embeds(1, 1, 6, 16), prompt_embeds_mask=torch.ones(1, 6, dtype=torch.long),
+
+
+def _hunyuan15_text():
+    return dict(prompt_embeds=_embeds(1, 1, 6, 16), prompt_embeds_mask=torch.ones(1, 6, dtype=torch.long),
                 prompt_embeds_2=_embeds(2, 1, 5, 32), prompt_embeds_mask_2=torch.ones(1, 5, dtype=torch.long),
                 negative_prompt_embeds=_embeds(3, 1, 6, 16),
                 negative_prompt_embeds_mask=torch.ones(1, 6, dtype=torch.long),
                 negative_prompt_embeds_2=_embeds(4, 1, 5, 32),
                 negative_prompt_embeds_mask_2=torch.ones(1, 5, dtype=torch.long))
 
+
+def hunyuan15_t2v() -> Case:
+    """HunyuanVideo15Pipeline: guider-driven CFG (``pred_cond`` / ``pred_uncond``), input 4 + 4 + 1 channels."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, HunyuanVideo15Pipeline
+    from diffusers.guiders import ClassifierFreeGuidance
+
+    pipe = _quiet(HunyuanVideo15Pipeline(
+        transformer=_hunyuan15_transformer("t2v"), vae=_hunyuan15_vae(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder=None, text_encoder_2=None, tokenizer=None,
+        tokenizer_2=None, guider=ClassifierFreeGuidance(guidance_scale=4.0),
+    ))
+    text = _hunyuan15_text()
+
     def kwargs():
         return dict(**text, num_inference_steps=STEPS, height=16, width=16, num_frames=5, output_type="latent",
+                    generator=_generator())
+
+    return Case(pipe, kwargs, calls_per_step=2, branches=("pred_cond", "pred_uncond"))
+
+
+def _siglip_image_processor(size: int):
+    try:  # transformers >= 5 without torchvision: the PIL backend, named (the plain name warns and falls back)
+        from transformers import SiglipImageProcessorPil as processor
+    except ImportError:
+        from transformers import SiglipImageProcessor as processor
+    return processor(size={"height": size, "width": size})
+
+
+def hunyuan15_i2v() -> Case:
+    """HunyuanVideo15ImageToVideoPipeline: a tiny SigLIP vision encoder gives the image tokens (hidden size =
+    the transformer's ``image_embed_dim``); input 4 latent + 4 first-frame + 1 mask channels; the size comes
+    from the image and the transformer's ``target_size`` (16 here)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, HunyuanVideo15ImageToVideoPipeline
+    from diffusers.guiders import ClassifierFreeGuidance
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    torch.manual_seed(0)
+    image_encoder = SiglipVisionModel(SiglipVisionConfig(
+        hidden_size=12, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=16,
+        patch_size=8,
+    )).eval()
+    pipe = _quiet(HunyuanVideo15ImageToVideoPipeline(
+        transformer=_hunyuan15_transformer("i2v"), vae=_hunyuan15_vae(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder=None, text_encoder_2=None, tokenizer=None,
+        tokenizer_2=None, guider=ClassifierFreeGuidance(guidance_scale=4.0), image_encoder=image_encoder,
+        feature_extractor=_siglip_image_processor(16),
+    ))
+    text = _hunyuan15_text()
+
+    def kwargs():
+        return dict(image=_image(16), **text, num_inference_steps=STEPS, num_frames=5, output_type="latent",
                     generator=_generator())
 
     return Case(pipe, kwargs, calls_per_step=2, branches=("pred_cond", "pred_uncond"))
@@ -345,17 +427,21 @@ def cogvideox_i2v() -> Case:
 
 
 # ---------------------------------------------------------------------------------- LTX, Mochi, Flux
-def ltx_t2v() -> Case:
-    from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline,
-                           LTXVideoTransformer3DModel)
+def _ltx_transformer():
+    from diffusers import LTXVideoTransformer3DModel
 
     torch.manual_seed(0)
-    transformer = LTXVideoTransformer3DModel(
+    return LTXVideoTransformer3DModel(
         in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=4, attention_head_dim=8,
         cross_attention_dim=32, num_layers=1, caption_channels=32,
     ).eval()
+
+
+def _ltx_vae():
+    from diffusers import AutoencoderKLLTXVideo
+
     torch.manual_seed(0)
-    vae = AutoencoderKLLTXVideo(
+    return AutoencoderKLLTXVideo(
         in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(8, 8, 8, 8),
         decoder_block_out_channels=(8, 8, 8, 8), layers_per_block=(1, 1, 1, 1, 1),
         decoder_layers_per_block=(1, 1, 1, 1, 1), spatio_temporal_scaling=(True, True, False, False),
@@ -363,15 +449,41 @@ def ltx_t2v() -> Case:
         upsample_residual=(False,) * 4, upsample_factor=(1,) * 4, timestep_conditioning=False,
         patch_size=1, patch_size_t=1, encoder_causal=True, decoder_causal=False,
     ).eval()
-    pipe = _quiet(LTXPipeline(transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(),
-                              text_encoder=None, tokenizer=None))
-    text = dict(prompt_embeds=_embeds(1, 1, 8, 32), prompt_attention_mask=torch.ones(1, 8, dtype=torch.long),
+
+
+def _ltx_text():
+    return dict(prompt_embeds=_embeds(1, 1, 8, 32), prompt_attention_mask=torch.ones(1, 8, dtype=torch.long),
                 negative_prompt_embeds=_embeds(2, 1, 8, 32),
                 negative_prompt_attention_mask=torch.ones(1, 8, dtype=torch.long))
+
+
+def ltx_t2v() -> Case:
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTXPipeline
+
+    pipe = _quiet(LTXPipeline(transformer=_ltx_transformer(), vae=_ltx_vae(),
+                              scheduler=FlowMatchEulerDiscreteScheduler(), text_encoder=None, tokenizer=None))
+    text = _ltx_text()
 
     def kwargs():
         return dict(**text, guidance_scale=3.0, num_inference_steps=STEPS, height=32, width=32, num_frames=9,
                     output_type="latent", generator=_generator())
+
+    return Case(pipe, kwargs, branches=("cond_uncond",))
+
+
+def ltx_i2v() -> Case:
+    """LTXImageToVideoPipeline: packed latents (B, tokens, C); timesteps per token, the first frame's
+    tokens at 0 (the conditioning image), the others at the step's timestep."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTXImageToVideoPipeline
+
+    pipe = _quiet(LTXImageToVideoPipeline(transformer=_ltx_transformer(), vae=_ltx_vae(),
+                                          scheduler=FlowMatchEulerDiscreteScheduler(), text_encoder=None,
+                                          tokenizer=None))
+    text = _ltx_text()
+
+    def kwargs():
+        return dict(image=_image(32), **text, guidance_scale=3.0, num_inference_steps=STEPS, height=32, width=32,
+                    num_frames=9, output_type="latent", generator=_generator())
 
     return Case(pipe, kwargs, branches=("cond_uncond",))
 
@@ -419,10 +531,79 @@ def flux_t2i() -> Case:
     return Case(pipe, kwargs, calls_per_step=2, branches=("cond", "uncond"))
 
 
+# ---------------------------------------------------------------------------------- the embedded demo
+DEMO_STEPS = 8  # the demo's own default is 30: 8 keep the test fast and still leave steps to skip
+
+
+def demo_t2v() -> Case:
+    """The shipped demo (``easycache.demo``, trained weights, HunyuanVideo's transformer): true CFG as two
+    calls under ``cache_context("cond")`` / ``("uncond")``; no ``return_dict``, frames in ``.frames``."""
+    from easycache.demo import load_demo_pipeline
+
+    pipe = load_demo_pipeline()
+
+    def kwargs():
+        return dict(prompt="a red circle moving left", negative_prompt="", guidance_scale=4.0,
+                    num_inference_steps=DEMO_STEPS, output_type="pt", generator=_generator())
+
+    return Case(pipe, kwargs, steps=DEMO_STEPS, calls_per_step=2, branches=("cond", "uncond"), return_dict=False)
+
+
+# ---------------------------------------------------------------------------------- a complete Wan 2.1 pipeline
+def _wan_tokenizer(max_length: int = 512):
+    """A T5-like word-level tokenizer (``</s>`` appended, ``<pad>`` = 0) over tiny_hunyuan's vocabulary."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from tiny_hunyuan import WORDS
+
+    vocab = {token: i for i, token in enumerate(["<pad>", "</s>", "<unk>", *WORDS])}
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", vocab["</s>"])],
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", model_max_length=max_length, padding_side="right")
+
+
+def tiny_wan_pipeline(seed: int = 0):
+    """A complete tiny diffusers ``WanPipeline`` (Wan 2.1 text-to-video), random weights, built offline.
+
+    Components: ``WanTransformer3DModel`` (2 layers, hidden 24, text_dim 32, patch (1, 2, 2)), a tiny
+    ``AutoencoderKLWan`` (z_dim 16, 8x spatial / 4x temporal compression), a ``UMT5EncoderModel`` text
+    encoder (d_model 32 = the transformer's text_dim, 2 layers), a word-level ``PreTrainedTokenizerFast``
+    (``</s>`` appended, right padding, words outside its small vocabulary map to ``<unk>``) and a
+    ``FlowMatchEulerDiscreteScheduler`` (shift 5). No ``transformer_2``, no ``expand_timesteps``: EasyCache
+    gives it Wan 2.1's preset (thresh 0.05, 10 warmup steps).
+
+    It runs from a prompt (``pipe(prompt=..., height=16, width=16, num_frames=5, ..., output_type="np")
+    .frames`` is ``(1, 5, 16, 16, 3)`` in [0, 1]), and ``save_pretrained`` then
+    ``DiffusionPipeline.from_pretrained(folder)`` gives it back offline: the same weights bit for bit,
+    the same frames up to float rounding (weights read from a file sit at other memory alignments, and
+    CPU matrix kernels round differently there: ~1e-7). Its progress bar is off (not saved).
+    """
+    from diffusers import WanPipeline
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    tokenizer = _wan_tokenizer()
+    torch.manual_seed(seed)
+    text_encoder = UMT5EncoderModel(UMT5Config(
+        vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=32, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=8, relative_attention_max_distance=16, pad_token_id=0, eos_token_id=1,
+        decoder_start_token_id=0,
+    )).eval()
+    pipe = WanPipeline(transformer=_wan_transformer(seed=seed), vae=_wan_vae(), scheduler=_wan_scheduler(),
+                       text_encoder=text_encoder, tokenizer=tokenizer)
+    return _quiet(pipe)
+
+
 BUILDERS = {
     "HunyuanVideoPipeline": hunyuan_t2v,
     "HunyuanVideoImageToVideoPipeline": hunyuan_i2v,
+    "HunyuanSkyreelsImageToVideoPipeline": hunyuan_skyreels_i2v,
     "HunyuanVideo15Pipeline": hunyuan15_t2v,
+    "HunyuanVideo15ImageToVideoPipeline": hunyuan15_i2v,
     "WanPipeline-2.1": wan21_t2v,
     "WanImageToVideoPipeline-2.1": wan21_i2v,
     "WanPipeline-2.2-two-experts": wan22_t2v_two_experts,
@@ -432,6 +613,8 @@ BUILDERS = {
     "CogVideoXPipeline": cogvideox_t2v,
     "CogVideoXImageToVideoPipeline": cogvideox_i2v,
     "LTXPipeline": ltx_t2v,
+    "LTXImageToVideoPipeline": ltx_i2v,
     "MochiPipeline": mochi_t2v,
     "FluxPipeline": flux_t2i,
+    "DemoPipeline": demo_t2v,
 }
