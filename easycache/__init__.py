@@ -7,7 +7,7 @@
 """
 
 from .cache import CallRecord, EasyCache, EasyCacheConfig
-from .install import apply_easycache, installed_cache, remove_easycache
+from .api import apply_easycache, installed_cache, remove_easycache
 from .presets import PRESETS, SUPPORTED_PIPELINES, config_for, preset_for
 
 __all__ = [

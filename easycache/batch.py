@@ -63,24 +63,21 @@ def shard(jobs: list[Job], rank: int, world_size: int) -> list[Job]:
     return jobs[rank::world_size]
 
 
-def data_parallel_rank() -> tuple[int, int]:
-    """(rank, world size) from torchrun's environment; (0, 1) when run alone."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def run_jobs(
     jobs: list[Job],
     save_dir: Path,
-    generate: Callable[[Job, Path], dict],
+    generate: Callable[[Job, Path], object],
     rank: int = 0,
     world_size: int = 1,
+    final: Callable[[Path], Path] = lambda path: path,
 ) -> list[Path]:
     """Generate this rank's jobs that have no finished video yet. ``generate(job, path)`` writes the
-    run JSON beside ``path``, then the video at ``path`` (atomically, last: the video's presence is
-    what marks the job finished). Returns the videos written by this call."""
+    run JSON beside ``final(path)``, then that video (atomically, last: its presence is what marks
+    the job finished; ``final`` maps a job's name to the file written last, when a job writes
+    several). Returns the jobs' videos written by this call."""
     save_dir.mkdir(parents=True, exist_ok=True)
     mine = shard(jobs, rank, world_size)
-    todo = [job for job in mine if not (save_dir / job.video_name()).exists()]
+    todo = [job for job in mine if not final(save_dir / job.video_name()).exists()]
     if len(todo) < len(mine):
         logger.info(f"rank {rank}: {len(mine) - len(todo)} of {len(mine)} videos already finished, skipped")
     written = []
@@ -90,18 +87,18 @@ def run_jobs(
         written.append(path)
     (save_dir / f".rank{rank}-of-{world_size}.done").write_text(str(len(mine)))
     if all((save_dir / f".rank{r}-of-{world_size}.done").exists() for r in range(world_size)):
-        write_summary(save_dir, jobs)
+        write_summary(save_dir, jobs, final)
     return written
 
 
-def write_summary(save_dir: Path, jobs: list[Job]) -> Path:
+def write_summary(save_dir: Path, jobs: list[Job], final: Callable[[Path], Path] = lambda path: path) -> Path:
     """``summary.json``: one entry per job (its run JSON's summary, or missing), and the totals."""
     entries, calls, computed = [], 0, 0
     for job in jobs:
-        video = save_dir / job.video_name()
+        video = final(save_dir / job.video_name())
         run_json = video.with_suffix(".json")
         run = json.loads(run_json.read_text()) if video.exists() and run_json.exists() else None
-        entry = {"index": job.index, "prompt": job.prompt, "seed": job.seed, "video": job.video_name(),
+        entry = {"index": job.index, "prompt": job.prompt, "seed": job.seed, "video": video.name,
                  "finished": video.exists()}
         if run is not None:
             entry.update(summary=run.get("summary"), end_to_end_seconds=run.get("end_to_end_seconds"))

@@ -26,44 +26,55 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Hashable
 
 import torch
 
 
-@dataclass
-class EasyCacheConfig:
-    """What the cache trades, knob by knob.
+def knob(default, help: str, flag: str | None = None, cli: bool = True, choices: tuple | None = None):
+    """A config field with its command-line help beside it. ``easycache/cli.py`` makes the flag
+    (its name from the config's naming rule unless ``flag`` gives one; none where ``cli`` is False)."""
+    return field(default=default, metadata={"help": help, "flag": flag, "cli": cli, "choices": choices})
 
-    Attributes:
-        thresh: Accumulated predicted relative change of the output under which a step is skipped.
-            Higher skips more steps (faster) and drifts further from the uncached video; ``0``
-            computes every step and is bit-identical to no cache. EasyCache's HunyuanVideo
-            default is ``0.025`` (about 2.2x on 50 steps).
-        warmup_steps: The first steps are always computed: early steps shape the layout of the
-            video and change fast. More warmup is safer and slower.
-        num_steps: Denoising steps of one generation. The last step is always computed, and the
-            step counter wraps (a new generation) after it. When the cache is installed on a
-            pipeline, each pipeline call supplies its own count and this is only the fallback.
-        process_group: A ``torch.distributed`` process group whose ranks run one generation
-            together (sequence parallelism). The decision is all-reduced over it (compute if any
-            rank would), so no rank skips a collective another rank runs. ``None``: decide locally,
-            which is right for one GPU and for ranks that each generate their own videos.
-        max_consecutive_reuse: Beyond the rule (off by default): compute after this many reused
-            steps in a row, whatever the accumulated error. Bounds the drift of long reuse runs at
-            the cost of some speed.
-        extrapolate: Beyond the rule (off by default): a reused step returns ``x`` plus the cached
-            delta extrapolated to first order from the last two computed steps, instead of the last
-            delta as it is. Costs one more latent per branch.
+
+@dataclass(frozen=True)
+class EasyCacheConfig:
+    """What the cache trades, knob by knob: each field's help says it (and is the flag's help).
+
+    Frozen: derive a variant with ``dataclasses.replace(config, thresh=...)``. Adding a knob here
+    adds its flag to every entry script and its value to every run JSON.
     """
 
-    thresh: float = 0.025
-    warmup_steps: int = 5
-    num_steps: int = 50
-    process_group: Any = None
-    max_consecutive_reuse: int | None = None
-    extrapolate: bool = False
+    thresh: float = knob(
+        0.025,
+        "skip a step while the accumulated predicted relative change of the output stays below this; "
+        "higher is faster and further from the uncached video, 0 computes every step (bit-identical "
+        "to no cache). EasyCache's HunyuanVideo default 0.025 gives about 2.2x on 50 steps",
+    )
+    warmup_steps: int = knob(
+        5, "the first steps are always computed: they shape the video's layout and change fast; "
+        "more is safer and slower",
+    )
+    num_steps: int = knob(
+        50, "denoising steps of one generation (the last is always computed); a pipeline's call "
+        "supplies its own count", cli=False,
+    )
+    process_group: Any = knob(
+        None, "torch.distributed group whose ranks run one generation together (sequence "
+        "parallelism): the decision is all-reduced (compute if any rank would); None decides locally",
+        cli=False,
+    )
+    max_consecutive_reuse: int | None = knob(
+        None, "beyond the rule, off by default: compute after this many reused steps in a row, "
+        "whatever the accumulated error; bounds the drift of long reuse runs at some speed",
+        flag="--easycache-max-reuse",
+    )
+    extrapolate: bool = knob(
+        False, "beyond the rule, off by default: a reused step adds the cached delta extrapolated to "
+        "first order from the last two computed steps instead of the last delta as it is; costs one "
+        "more latent per branch",
+    )
 
     def __post_init__(self) -> None:
         if not (isinstance(self.thresh, (int, float)) and math.isfinite(self.thresh) and self.thresh >= 0):
@@ -75,6 +86,18 @@ class EasyCacheConfig:
         cap = self.max_consecutive_reuse
         if cap is not None and not (isinstance(cap, int) and cap >= 1):
             raise ValueError(f"EasyCacheConfig.max_consecutive_reuse must be None or an integer >= 1, got {cap!r}")
+
+    def as_record(self) -> dict:
+        """Every field but the process group (not data), for a run's JSON."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "process_group"}
+
+
+def not_compiled(fn: Callable) -> Callable:
+    """Keep ``fn`` out of any graph ``torch.compile`` captures: the decision reads ``k`` and the
+    error on the host, and a decision traced into a graph would be replayed, not taken again.
+    A compiled transformer still compiles: only these frames run eagerly."""
+    disable = getattr(getattr(torch, "compiler", None), "disable", None)
+    return disable(fn) if disable is not None else fn
 
 
 @dataclass
@@ -247,6 +270,7 @@ class EasyCache:
         )
         return v
 
+    @not_compiled
     def _enter_step(self, x: torch.Tensor, timestep: float | None, owner: Hashable | None) -> bool:
         """Start and decide a new step unless ``timestep`` is the current one's. True if it started."""
         state = self._state
@@ -301,6 +325,7 @@ class EasyCache:
             state.error = 0.0
         return compute
 
+    @not_compiled
     def _learn(self, x: torch.Tensor, v: torch.Tensor, slot: _Branch, is_decider: bool) -> None:
         """Rule step 6 after a computed call: update the rate (deciding branch) and the delta."""
         state = self._state
@@ -354,6 +379,7 @@ class EasyCache:
         }
 
 
+@not_compiled
 def _now(x: torch.Tensor) -> float:
     """Wall-clock time after the device's queued work: honest per-call seconds on a GPU."""
     if x.is_cuda:

@@ -1,69 +1,25 @@
-"""Installing an EasyCache on one model instance: apply / remove.
+"""The hook: EasyCache on one model instance's ``forward``.
 
 The cache wraps the instance's ``forward`` (never the class's), outside whatever was already
 wrapped around it: HunyuanVideo's xDiT ``parallelize_transformer`` and accelerate's offload hooks
 both replace the instance's ``forward``, so the cache, installed last, is the outermost layer and a
-skipped step runs none of them. The model's own code is called, never copied.
-
-What the wrapper needs from a call it finds by the forward's parameter names: the noisy latent
-(``hidden_states`` in diffusers, ``x`` in Tencent's HunyuanVideo) and the timestep. The branch
-(``"cond"`` / ``"uncond"``) comes from diffusers' ``cache_context``, when the pipeline uses it.
+skipped step runs none of them. The branch of a call (``"cond"`` / ``"uncond"``) comes from
+diffusers' ``cache_context``, when the pipeline uses it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
+import functools
 from typing import Any
 
 import torch
 
 from .cache import EasyCache, EasyCacheConfig
+from .calls import LATENT_NAMES, TIMESTEP_NAMES, call_argument, parameter_names, pick, prediction_of, timestep_value, with_prediction
 
-LATENT_NAMES = ("hidden_states", "x", "sample", "latents", "img")
-TIMESTEP_NAMES = ("timestep", "t", "timesteps")
 _ATTRIBUTE = "_easycache"
-
-
-def apply_easycache(target: Any, config: EasyCacheConfig | None = None) -> EasyCache:
-    """Install EasyCache on a transformer, a diffusers pipeline or HunyuanVideo's sampler.
-
-    Returns the installed cache (``reset()``, ``records``, ``summary()``). On a pipeline, each
-    pipeline call starts a new generation and supplies its number of steps, and without a
-    ``config`` the model's preset (``easycache.presets``) applies; on a bare transformer the
-    default ``EasyCacheConfig()`` does.
-    """
-    if isinstance(target, torch.nn.Module):
-        return install_on_model(target, config or EasyCacheConfig())
-    from .pipeline import find_pipeline, install_on_pipeline
-
-    pipeline = find_pipeline(target)
-    if pipeline is None:
-        raise TypeError(
-            "apply_easycache takes a transformer (torch.nn.Module), a diffusers pipeline or "
-            f"HunyuanVideo's sampler; got {type(target).__name__}"
-        )
-    return install_on_pipeline(pipeline, config)
-
-
-def remove_easycache(target: Any) -> None:
-    """Restore the original forward (and pipeline call) of whatever ``apply_easycache`` was given."""
-    if isinstance(target, torch.nn.Module):
-        uninstall_from_model(target)
-        return
-    from .pipeline import find_pipeline, uninstall_from_pipeline
-
-    pipeline = find_pipeline(target)
-    if pipeline is None:
-        raise TypeError(f"remove_easycache: {type(target).__name__} is neither a model nor a pipeline")
-    uninstall_from_pipeline(pipeline)
-
-
-def installed_cache(model: torch.nn.Module) -> EasyCache | None:
-    """The cache installed on ``model``, or None."""
-    installation = model.__dict__.get(_ATTRIBUTE)
-    return installation.cache if installation is not None else None
 
 
 @dataclasses.dataclass
@@ -73,6 +29,12 @@ class _Installation:
     forward_before: Any  # the instance's own ``forward`` attribute before us, or None
     cache_context_before: Any
     branch: str | None = None
+
+
+def cache_on_model(model: torch.nn.Module) -> EasyCache | None:
+    """The cache installed on this model instance, or None."""
+    installation = model.__dict__.get(_ATTRIBUTE)
+    return installation.cache if installation is not None else None
 
 
 def install_on_model(
@@ -90,14 +52,15 @@ def install_on_model(
         )
     cache = cache or EasyCache(config)
     forward = model.forward
-    names = [p for p in inspect.signature(type(model).forward).parameters][1:]
-    latent = _pick(names, LATENT_NAMES) or (names[0] if names else None)
-    timestep = _pick(names, TIMESTEP_NAMES)
+    names = parameter_names(model)
+    latent = pick(names, LATENT_NAMES) or (names[0] if names else None)
+    timestep = pick(names, TIMESTEP_NAMES)
     if latent is None:
         raise TypeError(f"{type(model).__name__}.forward takes no argument EasyCache could use as the latent")
     installation = _Installation(cache, None, model.__dict__.get("forward"), model.__dict__.get("cache_context"))
     template: dict[str, Any] = {}
 
+    @functools.wraps(forward)
     def easycache_forward(*args, **kwargs):
         x = call_argument(args, kwargs, names, latent)
         if not torch.is_tensor(x):
@@ -106,14 +69,14 @@ def install_on_model(
 
         def compute(_: torch.Tensor) -> torch.Tensor:
             computed["output"] = forward(*args, **kwargs)
-            return _tensor_of(computed["output"])
+            return prediction_of(computed["output"])
 
         t = call_argument(args, kwargs, names, timestep) if timestep else None
         v = cache(x, timestep_value(t), installation.branch, compute, owner)
         if "output" in computed:
             template["output"] = computed["output"]
             return computed["output"]
-        return _with_tensor(template["output"], v)
+        return with_prediction(template["output"], v)
 
     installation.wrapper = easycache_forward
     model.forward = easycache_forward
@@ -159,48 +122,3 @@ def _branch_recorder(cache_context, installation: _Installation):
                 installation.branch = None
 
     return recording_cache_context
-
-
-def _pick(names: list[str], wanted: tuple[str, ...]) -> str | None:
-    return next((n for n in wanted if n in names), None)
-
-
-def call_argument(args: tuple, kwargs: dict, names: list[str], name: str) -> Any:
-    """The value of parameter ``name`` in a call, positional or keyword."""
-    if name in kwargs:
-        return kwargs[name]
-    index = names.index(name)
-    return args[index] if index < len(args) else None
-
-
-def timestep_value(t: Any) -> float | None:
-    """A call's timestep as one number. Per-sample or per-token timesteps (Wan 2.2 TI2V, LTX
-    conditioning) give the largest: conditioning tokens sit at 0, the generated ones at the step's."""
-    if t is None:
-        return None
-    if torch.is_tensor(t):
-        return float(t.detach().max()) if t.numel() else None
-    return float(t)
-
-
-def _tensor_of(output: Any) -> torch.Tensor:
-    """The prediction inside a model's output: a tensor, the first item, or the first tensor value."""
-    if torch.is_tensor(output):
-        return output
-    if isinstance(output, dict):
-        return next(v for v in output.values() if torch.is_tensor(v))
-    if isinstance(output, (tuple, list)):
-        return output[0]
-    raise TypeError(f"EasyCache cannot find the prediction in a {type(output).__name__} output")
-
-
-def _with_tensor(output: Any, v: torch.Tensor) -> Any:
-    """``output`` with its prediction replaced by ``v``, in the same structure."""
-    if torch.is_tensor(output):
-        return v
-    if isinstance(output, dict):
-        key = next(k for k, value in output.items() if torch.is_tensor(value))
-        if dataclasses.is_dataclass(output):
-            return dataclasses.replace(output, **{key: v})
-        return type(output)({**output, key: v})
-    return type(output)((v, *output[1:]))

@@ -67,47 +67,32 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def is_writer_rank() -> bool:
-    """Only the first process of a torchrun job writes files."""
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
-
-
-def build_run_record(*, backend: str, args: dict, cache: Any, easycache_enabled: bool, seconds: dict,
-                     video: Path, seed: int, prompt: str) -> dict:
-    """The JSON of one run: arguments, per-call records, transformer and end-to-end seconds, memory."""
+def build_run_record(*, backend: str, args: dict, config: Any, easycache_enabled: bool, config_source: str,
+                     summary: dict, records: list, num_steps: int, seconds: dict, video: Path, seed: int,
+                     prompt: str, extra: dict | None = None) -> dict:
+    """The JSON of one run: the whole cache config and where it came from, per-call records,
+    transformer and end-to-end seconds, peak GPU memory, the arguments."""
     import torch
 
     from . import __version__
 
-    summary = cache.summary()
     return {
         "backend": backend,
         "video": str(video),
         "prompt": prompt,
         "seed": seed,
-        "easycache": {"enabled": easycache_enabled, "thresh": cache.config.thresh,
-                      "warmup_steps": cache.config.warmup_steps, "num_steps": cache.num_steps},
+        "easycache": {"enabled": easycache_enabled, **config.as_record(), "num_steps": num_steps,
+                      "source": config_source},
         "summary": summary,
         "transformer_seconds": summary["seconds"],
         **seconds,
         "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "versions": {"easycache": __version__, "torch": torch.__version__},
         "args": args,
-        "records": [r.as_dict() for r in cache.records],
+        **(extra or {}),
+        "records": [r.as_dict() for r in records],
     }
-
-
-def log_generation(cache: Any, seconds: dict) -> None:
-    """One line per generation: calls computed, transformer and end-to-end seconds."""
-    from loguru import logger
-
-    summary = cache.summary()
-    logger.info(
-        f"EasyCache: {summary['computed']}/{summary['calls']} transformer calls computed "
-        f"({summary['speedup']:.2f}x fewer), transformer {summary['seconds']:.1f}s, "
-        f"end to end {seconds['end_to_end_seconds']:.1f}s"
-    )
 
 
 def write_result(path: Path, frames: Any, run: dict, fps: int = 24) -> Path:

@@ -4,7 +4,8 @@ One cache goes on the pipeline's ``transformer`` instance (and on Wan 2.2's ``tr
 step counter, the rate restarted when the second expert takes over; see ``install.py``). The call
 is wrapped, for this pipeline instance only, so that each call starts a new generation and the
 rule counts the call's own number of steps (the pipeline's ``_num_timesteps``, set before its
-denoising loop, else the call's ``num_inference_steps``).
+denoising loop, else the call's ``num_inference_steps``). ``find_pipeline`` also finds the pipeline
+inside HunyuanVideo's sampler.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any
 import torch
 
 from .cache import EasyCache, EasyCacheConfig
-from .install import install_on_model, installed_cache, uninstall_from_model
-from .presets import preset_for
+from .install import cache_on_model, install_on_model, uninstall_from_model
+from .presets import config_for
 
 DENOISER_ATTRIBUTES = ("transformer", "transformer_2")
 
@@ -48,8 +49,8 @@ def install_on_pipeline(pipeline: Any, config: EasyCacheConfig | None = None) ->
             f"EasyCache is already installed on this {base.__name__}; use the handle apply_easycache "
             "returned, or call easycache.remove_easycache(pipeline) first"
         )
-    preset = preset_for(pipeline)  # an unsupported pipeline raises here, naming the supported ones
-    config = config or EasyCacheConfig(thresh=preset.thresh, warmup_steps=preset.warmup_steps)
+    preset = config_for(pipeline)  # an unsupported pipeline raises here, naming the supported ones
+    config = config or preset
     cache = None
     models = denoisers(pipeline)
     for name, model in models.items():
@@ -76,7 +77,7 @@ def uninstall_from_pipeline(pipeline: Any) -> None:
     """Restore the pipeline's own class and its transformer's own forward."""
     base = type(pipeline).__dict__.get("_easycache_base")
     if base is None:
-        installed = [m for m in denoisers(pipeline).values() if installed_cache(m) is not None]
+        installed = [m for m in denoisers(pipeline).values() if cache_on_model(m) is not None]
         if not installed:
             raise RuntimeError(f"EasyCache is not installed on this {type(pipeline).__name__}")
         for model in installed:  # installed on the transformer itself

@@ -10,7 +10,7 @@ import torch
 
 import easycache
 import hyvideo_svg_easycache
-from easycache import EasyCacheConfig
+from easycache import EasyCacheConfig, cli
 from easycache.sparse import SVGConfig, apply_svg, remove_svg
 from tiny_hunyuan import generate, tiny_pipeline
 
@@ -48,7 +48,7 @@ def test_dense_pattern_is_the_model_itself(pipe, baseline):
 def test_svg_with_easycache_runs_no_attention_on_skipped_steps(pipe, baseline, tmp_path):
     records = tmp_path / "attention.jsonl"
     config = SVGConfig(sparsity=0.3, num_sampled_rows=4, first_times_fp=0.0, first_layers_fp=0.0,
-                       record_path=str(records))
+                       record_attention=True, output_path=str(records))
     video, svg, cache = run(pipe, config, EasyCacheConfig(thresh=0.5, warmup_steps=2))
     summary = cache.summary()
     assert summary["calls"] == STEPS and 0 < summary["reused"]
@@ -84,11 +84,12 @@ SEED_COMMAND = (
 
 def test_seed_command_line_parses():
     ours, rest = hyvideo_svg_easycache.build_parser().parse_known_args(shlex.split(SEED_COMMAND))
-    config = hyvideo_svg_easycache.svg_config(ours)
+    (step,) = hyvideo_svg_easycache.sparse_attention(ours)
+    config = step.config
     assert (config.pattern, config.num_sampled_rows, config.sparsity) == ("SVG", 64, 0.2)
     assert (config.first_times_fp, config.first_layers_fp) == (0.055, 0.025)
-    assert Path(config.record_path).parent == Path("./results")
-    assert ours.easycache_thresh == 0.025 and "--output_path" not in rest and "--video-size" in rest
+    assert config.record_file().parent == Path("./results")
+    assert cli.given_fields(ours, EasyCacheConfig) == {} and "--output_path" not in rest and "--video-size" in rest
 
 
 def test_bad_svg_flag_is_one_clear_line(capsys):

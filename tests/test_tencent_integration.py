@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import easycache_sample_video
-from easycache import hyvideo as hyvideo_backend
+from easycache import EasyCacheConfig, cli
+from easycache.backends import tencent as hyvideo_backend
 from tencent_tiny import enable_cpu_shims, hyvideo_root_or_skip_reason, write_tiny_checkpoints
 
 ROOT, SKIP_REASON = hyvideo_root_or_skip_reason()
@@ -54,7 +55,7 @@ def only(folder, pattern):
 def test_seed_command_line_is_accepted_unchanged(tencent):
     modules, flags, _ = tencent
     ours, rest = easycache_sample_video.build_parser().parse_known_args(shlex.split(SEED_COMMAND))
-    assert ours.easycache_thresh == 0.025 and ours.easycache_warmup_steps == 5 and not ours.no_easycache
+    assert cli.given_fields(ours, EasyCacheConfig) == {} and not ours.no_easycache  # the preset applies
     hy = hyvideo_backend.import_hyvideo(ROOT)
     args = hyvideo_backend.parse_hyvideo_args(hy, rest, ROOT)
     assert args.video_size == [544, 960] and args.video_length == 129 and args.infer_steps == 50

@@ -11,19 +11,13 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import os
-import random
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .batch import Job, data_parallel_rank, jobs_for, run_jobs
-from .cache import EasyCacheConfig
-from .errors import UsageError
-from .install import apply_easycache
-from .outputs import build_run_record, hunyuan_video_path, is_writer_rank, log_generation, prepare_save_dir, write_result
+from ..errors import UsageError
+from ..runner import Backend, Settings, Video, prompt_required
 
 DEFAULT_MODEL = "hunyuanvideo-community/HunyuanVideo"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -60,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def enable_context_parallelism(pipe, args: argparse.Namespace, cache_config: EasyCacheConfig) -> None:
+def enable_context_parallelism(pipe, args: argparse.Namespace) -> None:
     """Split one video over the torchrun ranks with diffusers' own context parallelism (Ulysses /
     ring attention), for transformers that diffusers gives a context-parallel plan. EasyCache stays
     the outermost layer and every rank takes the same decision (all-reduced)."""
@@ -78,7 +72,6 @@ def enable_context_parallelism(pipe, args: argparse.Namespace, cache_config: Eas
                          f"{args.ulysses_degree * args.ring_degree}; make them equal")
     pipe.transformer.enable_parallelism(
         config=ContextParallelConfig(ulysses_degree=args.ulysses_degree, ring_degree=args.ring_degree))
-    cache_config.process_group = torch.distributed.group.WORLD
 
 
 def parse(argv: list[str], need_prompt: bool = True) -> argparse.Namespace:
@@ -86,8 +79,7 @@ def parse(argv: list[str], need_prompt: bool = True) -> argparse.Namespace:
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         raise UsageError(f"{' '.join(unknown)}: not a flag of --backend diffusers (see --help)")
-    if need_prompt and not args.prompt:
-        raise UsageError('no prompt: pass --prompt "..." or --prompt-file FILE')
+    prompt_required(args.prompt, need_prompt)
     if len(args.video_size) == 1:
         args.video_size = args.video_size * 2
     if len(args.video_size) != 2:
@@ -119,10 +111,10 @@ def load_pipeline(model: str, args: argparse.Namespace):
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
-    return pipe, device
+    return pipe
 
 
-def pipeline_kwargs(pipe, args: argparse.Namespace, device: str, seed: int, prompt: str) -> dict:
+def pipeline_kwargs(pipe, args: argparse.Namespace, seed: int, prompt: str, num_videos: int) -> dict:
     """HunyuanVideo's flags as the pipeline's own arguments (those its ``__call__`` takes)."""
     wanted = {
         "prompt": prompt,
@@ -131,7 +123,7 @@ def pipeline_kwargs(pipe, args: argparse.Namespace, device: str, seed: int, prom
         "num_frames": args.video_length,
         "num_inference_steps": args.infer_steps,
         "guidance_scale": args.embedded_cfg_scale,
-        "num_videos_per_prompt": args.num_videos,
+        "num_videos_per_prompt": num_videos,
         "generator": torch.Generator(device="cpu").manual_seed(seed),
         "output_type": "np",
     }
@@ -144,71 +136,30 @@ def pipeline_kwargs(pipe, args: argparse.Namespace, device: str, seed: int, prom
     return {k: v for k, v in wanted.items() if k in accepted}
 
 
-def run(argv: list[str], cache_config: EasyCacheConfig, easycache_enabled: bool,
-        prompts: list[str] | None = None, seeds: list[int] | None = None) -> list[Path]:
-    """Load the pipeline, install EasyCache, generate, write each video and its JSON.
+class DiffusersBackend(Backend):
+    """A diffusers pipeline (hub id or folder) run with HunyuanVideo's flags."""
 
-    With ``prompts`` (a prompt file) or ``seeds``, every prompt x seed is one job
-    (``easycache.batch``): resumable, and shared out over torchrun ranks (one model per GPU).
-    """
-    batch = prompts is not None or seeds is not None
-    args = parse(argv, need_prompt=prompts is None)
-    if args.model == "demo":  # the embedded demo model: baseline and EasyCache, compared (easycache/demo/run.py)
-        if batch:
-            raise UsageError("--prompt-file and --seeds are not for --model demo; run one --prompt at a time")
-        from .demo.run import run_demo
+    name = "diffusers"
 
-        return run_demo(args, cache_config, easycache_enabled)
-    save_path = args.save_path if args.save_path_suffix == "" else f"{args.save_path}_{args.save_path_suffix}"
-    context_parallel = args.ulysses_degree * args.ring_degree > 1
-    rank, world_size = (0, 1) if context_parallel else data_parallel_rank()
-    # Ranks that split one video: the first writes. Ranks that share out the jobs: each its own.
-    writes = is_writer_rank() or (batch and not context_parallel)
-    if writes:
-        prepare_save_dir(save_path)
-    if torch.cuda.is_available() and args.device is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"  # one GPU per process
-    if context_parallel and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    def print_help(self) -> None:
+        print()
+        build_parser().print_help()
 
-    started = time.perf_counter()
-    pipe, device = load_pipeline(args.model, args)
-    load_seconds = time.perf_counter() - started
-    if context_parallel:
-        enable_context_parallelism(pipe, args, cache_config)
-    cache_config.num_steps = args.infer_steps
-    cache = apply_easycache(pipe, cache_config)
+    def parse(self, argv: list[str], need_prompt: bool) -> tuple[argparse.Namespace, Settings]:
+        args = parse(argv, need_prompt)
+        save_dir = args.save_path if args.save_path_suffix == "" else f"{args.save_path}_{args.save_path_suffix}"
+        return args, Settings(save_dir=Path(save_dir), prompt=args.prompt, seed=args.seed, steps=args.infer_steps,
+                              num_videos=args.num_videos, splits_video=args.ulysses_degree * args.ring_degree > 1)
 
-    def sample(prompt: str, seed: int) -> tuple[Any, dict]:
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        started = time.perf_counter()
-        frames = pipe(**pipeline_kwargs(pipe, args, device, seed, prompt)).frames
-        seconds = {"end_to_end_seconds": time.perf_counter() - started, "load_seconds": load_seconds}
-        log_generation(cache, seconds)
-        return frames, seconds
+    def load(self, args: argparse.Namespace) -> Any:
+        context_parallel = args.ulysses_degree * args.ring_degree > 1
+        if context_parallel and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        pipe = load_pipeline(args.model, args)
+        if context_parallel:
+            enable_context_parallelism(pipe, args)
+        return pipe
 
-    def record(path: Path, seconds: dict, seed: int, prompt: str) -> dict:
-        return build_run_record(backend="diffusers", args=vars(args), cache=cache, easycache_enabled=easycache_enabled,
-                                seconds=seconds, video=path, seed=seed, prompt=prompt)
-
-    if batch:
-        def generate(job: Job, path: Path) -> None:
-            frames, seconds = sample(job.prompt, job.seed)
-            write_result(path, frames[0], record(path, seconds, job.seed, job.prompt))
-
-        args.num_videos = 1
-        jobs = jobs_for(prompts, seeds, args.prompt, args.seed)
-        return run_jobs(jobs, Path(save_path), generate, rank, world_size)
-
-    seed = args.seed if args.seed is not None else random.randint(0, 1_000_000)
-    frames, seconds = sample(args.prompt, seed)
-    if not writes:
-        return []
-    videos = []
-    for i, video in enumerate(frames):
-        path = hunyuan_video_path(save_path, seed, args.prompt)
-        if len(frames) > 1:  # one generator makes all videos of a call: number them, same seed
-            path = path.with_name(f"{path.stem}_{i}{path.suffix}")
-        videos.append(write_result(path, video, record(path, seconds, seed, args.prompt)))
-    return videos
+    def sample(self, pipe: Any, args: argparse.Namespace, prompt: str, seed: int, num_videos: int) -> list[Video]:
+        frames = pipe(**pipeline_kwargs(pipe, args, seed, prompt, num_videos)).frames
+        return [Video(video, seed) for video in frames]  # one generator makes all videos of a call

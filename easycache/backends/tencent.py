@@ -1,4 +1,4 @@
-"""Tencent's HunyuanVideo (a checkout with ``hyvideo/``): finding it, its flags, its sampler, one run.
+"""Tencent's HunyuanVideo (a checkout with ``hyvideo/``): finding it, its flags, its sampler.
 
 Nothing of HunyuanVideo is copied here: its own parser reads its flags, its own sampler loads the
 models and samples, and EasyCache is installed on the sampler's pipeline (its transformer instance)
@@ -11,18 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
-import torch
-
-from .batch import Job, data_parallel_rank, jobs_for, run_jobs
-from .cache import EasyCacheConfig
-from .errors import UsageError
-from .install import apply_easycache
-from .outputs import build_run_record, hunyuan_video_path, is_writer_rank, log_generation, prepare_save_dir, write_result
+from ..errors import UsageError
+from ..runner import Backend, Settings, Video, prompt_required
 
 CHECKOUT_HINT = (
     "run this inside a HunyuanVideo checkout, or pass --hunyuan-root PATH "
@@ -88,50 +82,54 @@ def parse_hyvideo_args(hy: SimpleNamespace, argv: list[str], root: Path, need_pr
         raise UsageError(f"HunyuanVideo's weights were not found at {args.model_base}; {WEIGHTS_HINT}")
     if not Path(args.dit_weight).exists():
         raise UsageError(f"the transformer weights {args.dit_weight} do not exist; {WEIGHTS_HINT}")
-    if need_prompt and not args.prompt:
-        raise UsageError('no prompt: pass --prompt "..." or --prompt-file FILE')
+    prompt_required(args.prompt, need_prompt)
     return args
 
 
-def run(argv: list[str], root: Path, cache_config: EasyCacheConfig, easycache_enabled: bool,
-        prepare: Callable[[Any, argparse.Namespace], None] | None = None,
-        prompts: list[str] | None = None, seeds: list[int] | None = None) -> list[Path]:
-    """Load HunyuanVideo, install EasyCache, sample, write each video and its JSON. Returns the videos.
+class TencentBackend(Backend):
+    """HunyuanVideo's own sampler from a checkout (``--hunyuan-root`` or the current directory)."""
 
-    ``prepare(sampler, args)``, when given, runs after loading and before EasyCache is installed
-    (e.g. to install sparse attention inside the cache). With ``prompts`` (a prompt file) or
-    ``seeds``, every prompt x seed is one job (``easycache.batch``): resumable, and spread over
-    torchrun ranks unless the ranks split one video (``--ulysses-degree`` / ``--ring-degree``).
-    """
-    batch = prompts is not None or seeds is not None
-    hy = import_hyvideo(root)
-    args = parse_hyvideo_args(hy, argv, root, need_prompt=prompts is None)
-    save_path = args.save_path if args.save_path_suffix == "" else f"{args.save_path}_{args.save_path_suffix}"
-    sequence_parallel = args.ulysses_degree * args.ring_degree > 1
-    rank, world_size = (0, 1) if sequence_parallel else data_parallel_rank()
-    # Ranks that split one video: the first writes. Ranks that share out the jobs: each its own.
-    writes = is_writer_rank() or (batch and not sequence_parallel)
-    if writes:
-        prepare_save_dir(save_path)
-    if world_size > 1 and torch.cuda.is_available():  # one model per GPU: HunyuanVideo says "cuda"
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
+    name = "tencent"
 
-    started = time.perf_counter()
-    sampler = hy.Sampler.from_pretrained(Path(args.model_base), args=args)
-    args = sampler.args
-    load_seconds = time.perf_counter() - started
-    if prepare is not None:
-        prepare(sampler, args)
+    def __init__(self, hunyuan_root: str | None = None):
+        self.hunyuan_root = hunyuan_root
+        self.hy: SimpleNamespace | None = None
 
-    if sequence_parallel and torch.distributed.is_initialized():
-        cache_config.process_group = torch.distributed.group.WORLD
-    cache_config.num_steps = args.infer_steps
-    cache = apply_easycache(sampler, cache_config)
+    def checkout(self) -> SimpleNamespace:
+        if self.hy is None:
+            self.root = find_checkout(self.hunyuan_root)
+            self.hy = import_hyvideo(self.root)
+        return self.hy
 
-    def sample(prompt: str, seed: int | None, num_videos: int) -> tuple[dict, dict]:
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        started = time.perf_counter()
+    def print_help(self) -> None:
+        try:
+            hy = self.checkout()
+        except UsageError as error:
+            print(f"\nHunyuanVideo's own flags are listed here when its checkout is found: {error}")
+            return
+        print("\nHunyuanVideo's own flags:")
+        saved = sys.argv
+        sys.argv = [saved[0], "--help"]
+        try:
+            hy.parse_args()
+        except SystemExit:
+            pass
+        finally:
+            sys.argv = saved
+
+    def parse(self, argv: list[str], need_prompt: bool) -> tuple[argparse.Namespace, Settings]:
+        args = parse_hyvideo_args(self.checkout(), argv, self.root, need_prompt)
+        save_dir = args.save_path if args.save_path_suffix == "" else f"{args.save_path}_{args.save_path_suffix}"
+        return args, Settings(save_dir=Path(save_dir), prompt=args.prompt, seed=args.seed, steps=args.infer_steps,
+                              num_videos=args.num_videos, splits_video=args.ulysses_degree * args.ring_degree > 1)
+
+    def load(self, args: argparse.Namespace) -> Any:
+        """HunyuanVideo's sampler; it wraps its transformer (xDiT, offload hooks) as it always does."""
+        sampler = self.checkout().Sampler.from_pretrained(Path(args.model_base), args=args)
+        args.__dict__.update(vars(sampler.args))
+        return sampler
+
+    def sample(self, sampler: Any, args: argparse.Namespace, prompt: str, seed: int, num_videos: int) -> list[Video]:
         outputs = sampler.predict(
             prompt=prompt,
             height=args.video_size[0],
@@ -146,28 +144,4 @@ def run(argv: list[str], root: Path, cache_config: EasyCacheConfig, easycache_en
             batch_size=args.batch_size,
             embedded_guidance_scale=args.embedded_cfg_scale,
         )
-        seconds = {"end_to_end_seconds": time.perf_counter() - started, "load_seconds": load_seconds}
-        log_generation(cache, seconds)
-        return outputs, seconds
-
-    def record(path: Path, seconds: dict, seed: int, prompt: str) -> dict:
-        return build_run_record(backend="tencent", args=vars(args), cache=cache, easycache_enabled=easycache_enabled,
-                                seconds=seconds, video=path, seed=seed, prompt=prompt)
-
-    if batch:
-        def generate(job: Job, path: Path) -> None:
-            outputs, seconds = sample(job.prompt, job.seed, 1)
-            if writes:
-                write_result(path, outputs["samples"][0], record(path, seconds, job.seed, job.prompt))
-
-        jobs = jobs_for(prompts, seeds, args.prompt, args.seed)
-        return run_jobs(jobs, Path(save_path), generate, rank, world_size)
-
-    outputs, seconds = sample(args.prompt, args.seed, args.num_videos)
-    if not writes:
-        return []
-    videos = []
-    for i, frames in enumerate(outputs["samples"]):
-        path = hunyuan_video_path(save_path, outputs["seeds"][i], outputs["prompts"][i])
-        videos.append(write_result(path, frames, record(path, seconds, outputs["seeds"][i], outputs["prompts"][i])))
-    return videos
+        return [Video(frames, seed) for frames, seed in zip(outputs["samples"], outputs["seeds"])]

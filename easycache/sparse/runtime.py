@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 from loguru import logger
 
-from ..install import call_argument, timestep_value
+from ..calls import call_argument, parameter_names, timestep_value
 from .attention import sparse_attention
 from .config import SVG_LAYER_COUNT, TIMESTEP_RANGE, SVGConfig
 from .layout import VideoLayout
@@ -61,7 +60,7 @@ class SVGState:
         self.attention_calls = 0
         self.sparse_calls = 0
         self.records: list[dict] = []
-        self.record_path = Path(config.record_path) if config.record_path else None
+        self.record_path = config.record_file()
         if self.record_path is not None:
             self.record_path.parent.mkdir(parents=True, exist_ok=True)
             self.record_path.write_text("")
@@ -140,7 +139,7 @@ class SVGState:
 def add_transformer_hook(model: torch.nn.Module, state: SVGState, latent_names: tuple[str, ...],
                          timestep_names: tuple[str, ...]):
     """A forward pre-hook giving ``state`` the latent and the timestep of each call."""
-    names = list(inspect.signature(type(model).forward).parameters)[1:]
+    names = parameter_names(model)
     latent = next(n for n in latent_names if n in names)
     timestep = next(n for n in timestep_names if n in names)
 

@@ -1,0 +1,299 @@
+"""One generation skeleton for every backend: parse, ranks, load, install the cache, sample, write.
+
+A backend (``easycache/backends/``) knows one code base: its flags, how to load it and sample one
+prompt. Everything else is here, once: the save folder, which rank generates and which writes, one
+GPU per process, load timing, the cache config (the model's preset, then the flags the user gave),
+per-video timing and peak memory, the run JSON beside each video, one video or a resumable batch,
+and the cache summary, logged even when the run is interrupted or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from loguru import logger
+
+from .api import apply_easycache, default_config
+from .batch import Job, jobs_for, run_jobs
+from .cache import EasyCache, EasyCacheConfig
+from .errors import UsageError
+from .outputs import build_run_record, hunyuan_video_path, prepare_save_dir, write_result
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the runner reads of a backend's parsed command line."""
+
+    save_dir: Path
+    prompt: str | None
+    seed: int | None
+    steps: int
+    num_videos: int = 1
+    splits_video: bool = False  # the ranks split each video (sequence / context parallelism)
+
+
+@dataclass
+class Video:
+    """One sampled video: frames ``(T, H, W, C)`` or ``(C, T, H, W)`` in [0, 1] and its seed."""
+
+    frames: Any
+    seed: int
+
+
+class Backend:
+    """One code base. Subclasses set ``name`` and implement ``parse``, ``load`` and ``sample``."""
+
+    name = "backend"
+    fps = 24
+    timing_repeats = 1  # sample each video this many times and keep the fastest (noisy CPU timings)
+    compare_with_baseline = False  # also sample at threshold 0; write both, their metrics and a GIF
+
+    def parse(self, argv: list[str], need_prompt: bool) -> tuple[argparse.Namespace, Settings]:
+        """The backend's own flags (one clear ``UsageError`` for a bad one)."""
+        raise NotImplementedError
+
+    def print_help(self) -> None:
+        """Print the backend's own flags."""
+
+    def load(self, args: argparse.Namespace) -> Any:
+        """The model the cache goes on: a pipeline, a sampler or a transformer."""
+        raise NotImplementedError
+
+    def prepare(self, model: Any, args: argparse.Namespace) -> None:
+        """After loading, before the cache is installed (so it sits inside the cache)."""
+
+    def sample(self, model: Any, args: argparse.Namespace, prompt: str, seed: int, num_videos: int) -> list[Video]:
+        """Generate ``num_videos`` videos of ``prompt`` from ``seed``."""
+        raise NotImplementedError
+
+    def extra_record(self) -> dict:
+        """More to write into each run JSON."""
+        return {}
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """The rank policy, in one place. Ranks that split one video (sequence parallelism) all sample
+    it and the first writes; ranks that share out a batch each take every ``world_size``-th job and
+    write their own; a single video without splitting is sampled by every rank, written by the first."""
+
+    rank: int  # this process's place among the ranks that share out jobs (0 when they do not)
+    world_size: int  # how many ranks share out jobs (1 when they do not)
+    local_rank: int
+    processes: int  # torchrun's WORLD_SIZE
+    writes: bool
+
+    @classmethod
+    def from_env(cls, splits_video: bool, batch: bool) -> "Ranks":
+        rank, processes = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        local_rank = int(os.environ.get("LOCAL_RANK", rank))
+        shares_jobs = batch and not splits_video
+        return cls(rank=rank if shares_jobs else 0, world_size=processes if shares_jobs else 1,
+                   local_rank=local_rank, processes=processes, writes=rank == 0 or shares_jobs)
+
+    def use_own_gpu(self) -> None:
+        """One GPU per process under torchrun ("cuda" then means this rank's GPU)."""
+        if self.processes > 1 and torch.cuda.is_available():
+            torch.cuda.set_device(self.local_rank)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the entry's own flags ask of a run."""
+
+    cache: dict = field(default_factory=dict)  # EasyCacheConfig fields the user gave; the rest: the preset
+    enabled: bool = True  # False: --no-easycache, every step computed through the same code path
+    prompts: list[str] | None = None  # --prompt-file
+    seeds: list[int] | None = None  # --seeds
+
+    @property
+    def batch(self) -> bool:
+        return self.prompts is not None or self.seeds is not None
+
+
+def run(backend: Backend, argv: list[str], options: RunOptions, extensions: tuple = ()) -> list[Path]:
+    """Generate what the command line asks for; returns the videos this process wrote.
+
+    ``extensions`` are steps beside the cache (sparse attention): each has ``prepare(model, args)``,
+    run after loading and before the cache, and ``record() -> dict`` for each run JSON.
+    """
+    args, settings = backend.parse(argv, need_prompt=options.prompts is None)
+    ranks = Ranks.from_env(settings.splits_video, options.batch)
+    if ranks.writes:
+        prepare_save_dir(settings.save_dir)
+    ranks.use_own_gpu()
+    started = time.perf_counter()
+    model = backend.load(args)
+    load_seconds = time.perf_counter() - started
+    for step in (backend, *extensions):
+        step.prepare(model, args)
+    config, source = cache_config(model, options, settings)
+    cache = apply_easycache(model, config)
+    generation = _Generation(backend, model, args, cache, options, extensions, load_seconds, source)
+    try:
+        if options.batch:
+            jobs = jobs_for(options.prompts, options.seeds, settings.prompt, settings.seed)
+            return run_jobs(jobs, settings.save_dir, generation.job, ranks.rank, ranks.world_size,
+                            final=generation.final_path)
+        seed = settings.seed if settings.seed is not None else random.randint(0, 1_000_000)
+        return generation.single(settings.prompt, seed, settings.num_videos, settings.save_dir, ranks.writes)
+    finally:
+        generation.log_total()
+
+
+def cache_config(model: Any, options: RunOptions, settings: Settings) -> tuple[EasyCacheConfig, str]:
+    """The model's preset (or the defaults), then the flags the user gave, the run's step count and,
+    when the ranks split each video, their process group (every rank takes the same decision)."""
+    config, source = default_config(model)
+    if options.cache:
+        source = f"{source}; flags: {', '.join(sorted(options.cache))}"
+    group = None
+    if settings.splits_video and torch.distributed.is_available() and torch.distributed.is_initialized():
+        group = torch.distributed.group.WORLD
+    config = dataclasses.replace(config, **options.cache, num_steps=settings.steps, process_group=group)
+    if not options.enabled:
+        config, source = dataclasses.replace(config, thresh=0.0), "--no-easycache: threshold 0"
+    return config, source
+
+
+class _Generation:
+    """Sampling, timing and writing the videos of one run, with the cache installed."""
+
+    def __init__(self, backend: Backend, model: Any, args: argparse.Namespace, cache: EasyCache,
+                 options: RunOptions, extensions: tuple, load_seconds: float, source: str):
+        self.backend, self.model, self.args, self.cache = backend, model, args, cache
+        self.options, self.extensions, self.load_seconds, self.source = options, extensions, load_seconds, source
+        self.config = cache.config
+        self.totals = {"videos": 0, "calls": 0, "computed": 0}
+        self.in_flight = False  # a generation started and not yet counted in ``totals``
+
+    # ------------------------------------------------------------------ one prompt
+    def single(self, prompt: str, seed: int, num_videos: int, save_dir: Path, writes: bool) -> list[Path]:
+        """``num_videos`` videos of one prompt, named as HunyuanVideo names them."""
+        variants = self.sample_variants(prompt, seed, num_videos)
+        if not writes:
+            return []
+        written = []
+        for i, video in enumerate(variants[-1][1]):
+            path = hunyuan_video_path(save_dir, video.seed, prompt)
+            if num_videos > 1 and len({v.seed for v in variants[-1][1]}) == 1:  # one seed for all: number them
+                path = path.with_name(f"{path.stem}_{i}{path.suffix}")
+            written += self.write(path, prompt, [(name, videos[i], timing) for name, videos, timing in variants])
+        return written
+
+    def job(self, job: Job, path: Path) -> list[Path]:
+        """One prompt x seed of a batch, written under the job's stable name."""
+        variants = self.sample_variants(job.prompt, job.seed, 1)
+        return self.write(path, job.prompt, [(name, videos[0], timing) for name, videos, timing in variants])
+
+    def final_path(self, path: Path) -> Path:
+        """The file written last for ``path``: its presence marks the job finished."""
+        names = self.variant_names()
+        return path if len(names) == 1 else path.with_name(f"{path.stem}_{names[-1]}{path.suffix}")
+
+    def variant_names(self) -> list[str]:
+        if not self.backend.compare_with_baseline:
+            return ["video"]
+        return ["baseline", "easycache"] if self.options.enabled else ["baseline"]
+
+    # ------------------------------------------------------------------ sampling and timing
+    def sample_variants(self, prompt: str, seed: int, num_videos: int) -> list[tuple[str, list[Video], dict]]:
+        """Each variant (the video; or the baseline and the cached one) sampled, timed, recorded."""
+        out = []
+        for name in self.variant_names():
+            config = dataclasses.replace(self.config, thresh=0.0) if name == "baseline" else self.config
+            self.cache.config = config
+            try:
+                videos, timing = self.timed_sample(prompt, seed, num_videos)
+            finally:
+                self.cache.config = self.config
+            out.append((name, videos, timing))
+        return out
+
+    def timed_sample(self, prompt: str, seed: int, num_videos: int) -> tuple[list[Video], dict]:
+        """Sample (the fastest of ``timing_repeats``); the timing, summary and records of the kept run."""
+        best = None
+        for _ in range(self.backend.timing_repeats):
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+            started = time.perf_counter()
+            self.in_flight = True
+            videos = self.backend.sample(self.model, self.args, prompt, seed, num_videos)
+            seconds = time.perf_counter() - started
+            if best is None or seconds < best[1]["end_to_end_seconds"]:
+                timing = {"end_to_end_seconds": seconds, "load_seconds": self.load_seconds,
+                          "config": self.cache.config, "summary": self.cache.summary(),
+                          "records": list(self.cache.records)}
+                best = (videos, timing)
+        videos, timing = best
+        self.cache.records = timing["records"]  # the record is the kept run's
+        summary = timing["summary"]
+        self.totals["videos"] += len(videos)
+        self.totals["calls"] += summary["calls"]
+        self.totals["computed"] += summary["computed"]
+        self.in_flight = False
+        logger.info(f"EasyCache: {summary['computed']}/{summary['calls']} transformer calls computed "
+                    f"({summary['speedup']:.2f}x fewer), transformer {summary['seconds']:.1f}s, "
+                    f"end to end {seconds_text(timing['end_to_end_seconds'])}")
+        return videos, timing
+
+    # ------------------------------------------------------------------ writing
+    def write(self, path: Path, prompt: str, variants: list[tuple[str, Video, dict]]) -> list[Path]:
+        """Each variant's video and run JSON; with a baseline, their metrics and a side-by-side GIF."""
+        written = []
+        for name, video, timing in variants:
+            target = path if name == "video" else path.with_name(f"{path.stem}_{name}{path.suffix}")
+            record = build_run_record(
+                backend=self.backend.name, args=vars(self.args), config=timing["config"],
+                easycache_enabled=self.options.enabled and name != "baseline", config_source=self.source,
+                summary=timing["summary"], records=timing["records"], num_steps=self.cache.num_steps,
+                seconds={k: timing[k] for k in ("end_to_end_seconds", "load_seconds")},
+                video=target, seed=video.seed, prompt=prompt,
+                extra=self.extra_record(),
+            )
+            written.append(write_result(target, video.frames, record, fps=self.backend.fps))
+        if len(variants) == 2:
+            from .comparison import write_comparison
+
+            (_, base, base_timing), (_, cached, cached_timing) = variants
+            write_comparison(base.frames, cached.frames, base_timing, cached_timing, written,
+                             path.with_name(f"{path.stem}_metrics.json"),
+                             path.with_name(f"{path.stem}_side_by_side.gif"),
+                             timing_note=f"fastest of {self.backend.timing_repeats} runs each")
+        return written
+
+    def extra_record(self) -> dict:
+        extra = self.backend.extra_record()
+        for step in self.extensions:
+            extra.update(step.record())
+        return extra
+
+    def log_total(self) -> None:
+        """The cache's work over the whole run, also when it stops early (then with the call in flight)."""
+        totals, stopped = dict(self.totals), ""
+        if self.in_flight:
+            partial = self.cache.summary()
+            totals["calls"] += partial["calls"]
+            totals["computed"] += partial["computed"]
+            stopped = f"; stopped during a generation, its {partial['calls']} calls so far included"
+        ratio = totals["calls"] / totals["computed"] if totals["computed"] else float("nan")
+        logger.info(f"EasyCache over this run: {totals['videos']} videos, {totals['computed']}/{totals['calls']} "
+                    f"transformer calls computed ({ratio:.2f}x fewer){stopped}")
+
+
+def seconds_text(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds >= 1 else f"{seconds:.3f}s"
+
+
+def prompt_required(prompt: str | None, need_prompt: bool) -> None:
+    """Refuse a run with nothing to generate."""
+    if need_prompt and not prompt:
+        raise UsageError('no prompt: pass --prompt "..." or --prompt-file FILE')
