@@ -95,7 +95,7 @@ def entry_parser(prog: str, description: str, sparse: bool = False) -> argparse.
     add_config_flags(group, EasyCacheConfig, EASYCACHE_FLAG)
     group.add_argument("--no-easycache", action="store_true",
                        help="the baseline: every step computed, through the same code path (threshold 0)")
-    group.add_argument("--backend", choices=list(BACKENDS), default=None,
+    group.add_argument("--backend", choices=BACKENDS, default=None,
                        help="tencent: HunyuanVideo's own code (a checkout); diffusers: a diffusers pipeline named "
                        "by --model; demo: the embedded demo model (default: tencent; demo with --model demo)")
     group.add_argument("--hunyuan-root", default=None, help="HunyuanVideo checkout (default: the current directory)")
@@ -135,7 +135,7 @@ def main(argv: list[str] | None, parser: argparse.ArgumentParser,
     try:
         from .backends import make_backend
 
-        backend = make_backend(name, **({"hunyuan_root": ours.hunyuan_root} if name == "tencent" else {}))
+        backend = make_backend(name, hunyuan_root=ours.hunyuan_root)
         if ours.help:
             parser.print_help()
             backend.print_help()

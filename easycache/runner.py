@@ -56,6 +56,9 @@ class Backend:
     timing_repeats = 1  # sample each video this many times and keep the fastest (noisy CPU timings)
     compare_with_baseline = False  # also sample at threshold 0; write both, their metrics and a GIF
 
+    def __init__(self, hunyuan_root: str | None = None):
+        self.hunyuan_root = hunyuan_root  # the checkout, for backends that run one (--hunyuan-root)
+
     def parse(self, argv: list[str], need_prompt: bool) -> tuple[argparse.Namespace, Settings]:
         """The backend's own flags (one clear ``UsageError`` for a bad one)."""
         raise NotImplementedError

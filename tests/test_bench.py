@@ -1,30 +1,18 @@
 """The benchmark command on a tiny pipeline: every method gets a row (a result or its reason)."""
 
 import json
-import sys
-from pathlib import Path
-
-import pytest
-
-from tiny_hunyuan import tiny_pipeline
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import run_bench  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-hunyuanvideo-bench")
-    tiny_pipeline().save_pretrained(folder)
-    return folder
+
+import run_bench  # bench/ is on pytest's pythonpath (pytest.ini)
 
 
-def test_benchmark_writes_table_json_and_plot(model_dir, tmp_path):
+def test_benchmark_writes_table_json_and_plot(tiny_model_dir, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a cat walks on the grass\n")
     out = tmp_path / "results"
     code = run_bench.main([
-        "--model", str(model_dir), "--dtype", "float32", "--prompt-file", str(prompts), "--steps", "8",
+        "--model", str(tiny_model_dir), "--dtype", "float32", "--prompt-file", str(prompts), "--steps", "8",
         "--height", "16", "--width", "16", "--frames", "9", "--thresholds", "0", "1.0",
         "--methods", "EasyCache", "FirstBlock", "MagCache", "FasterCache", "--out", str(out),
     ])

@@ -10,8 +10,6 @@ Floors (set from measurement on the shipped weights; see the numbers in the READ
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,7 +20,6 @@ from easycache.demo.check import HELD_OUT_PROMPTS, matches, read_clip, score_pro
 from easycache.demo.clips import HELD_OUT, TRAIN_COMBOS, prompt_for, sample_clip
 from easycache.demo.model import DemoConfig, decode, encode, with_coordinates
 
-ROOT = Path(__file__).resolve().parents[1]
 # Measured on the shipped weights (seed 0, 50 steps, thresh 0.025): PSNR 31.48 / 30.41 / 30.03 dB,
 # 13/50 calls computed for each prompt (0.26). The three are held-out prompts.
 PSNR_FLOOR = 28.0
@@ -103,7 +100,6 @@ def test_threshold_zero_is_the_uncached_video(pipe):
 
 @pytest.mark.parametrize("prompt", CACHE_PROMPTS)
 def test_entry_script_measures_easycache_on_the_demo(tmp_path, prompt):
-    sys.path.insert(0, str(ROOT))
     import easycache_sample_video
 
     code = easycache_sample_video.main(["--model", "demo", "--prompt", prompt, "--seed", "0",
@@ -121,8 +117,7 @@ def test_entry_script_measures_easycache_on_the_demo(tmp_path, prompt):
 
 
 def test_training_is_seeded(tmp_path):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import train_demo
+    import train_demo  # scripts/ is on pytest's pythonpath (pytest.ini)
 
     for name in ("a", "b"):
         assert train_demo.main(["--steps", "3", "--batch-size", "2", "--pure-noise-steps", "1",

@@ -5,14 +5,14 @@ import torch
 
 import easycache
 from easycache import EasyCacheConfig
-from tiny_hunyuan import generate, tiny_pipeline, tiny_transformer
+from tiny_hunyuan import generate, tiny_transformer
 
 STEPS = 12
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    return tiny_pipeline()
+def pipe(tiny_pipe):
+    return tiny_pipe
 
 
 @pytest.fixture(scope="module")

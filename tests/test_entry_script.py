@@ -10,19 +10,11 @@ import numpy as np
 import pytest
 
 import easycache_sample_video
-from tiny_hunyuan import tiny_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_JOB = ["--prompt", "a cat walks on the grass", "--video-size", "16", "16", "--video-length", "9",
              "--infer-steps", "10", "--precision", "fp32", "--vae-precision", "fp32", "--seed", "42",
              "--flow-reverse"]
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-hunyuanvideo")
-    tiny_pipeline().save_pretrained(folder)
-    return folder
 
 
 def run_main(args, save_path):

@@ -62,14 +62,7 @@ def family(name: str) -> str:
     return name.split("-")[0]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny models' tensors are a few hundred numbers: one intra-op thread is several times
-    faster than two on a shared CPU (and the count is restored for the other test modules)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @functools.lru_cache(maxsize=None)

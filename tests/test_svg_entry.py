@@ -12,15 +12,15 @@ import easycache
 import hyvideo_svg_easycache
 from easycache import EasyCacheConfig, cli
 from easycache.sparse import SVGConfig, apply_svg, remove_svg
-from tiny_hunyuan import generate, tiny_pipeline
+from tiny_hunyuan import generate
 
 STEPS = 8
 BLOCKS = 2  # tiny_transformer: one double-stream and one single-stream block
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    return tiny_pipeline()
+def pipe(tiny_pipe):
+    return tiny_pipe
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from tencent_tiny import (  # noqa: E402
+from tencent_tiny import (
     LATENT_CHANNELS,
     TINY_NAME,
     enable_cpu_shims,
@@ -18,22 +16,13 @@ from tencent_tiny import (  # noqa: E402
 )
 
 HYVIDEO_ROOT, SKIP_REASON = hyvideo_root_or_skip_reason()
-pytestmark = pytest.mark.skipif(HYVIDEO_ROOT is None, reason=str(SKIP_REASON))
+pytestmark = [pytest.mark.skipif(HYVIDEO_ROOT is None, reason=str(SKIP_REASON)), pytest.mark.usefixtures("one_thread")]
 
 STEPS = 4
 COMMON_ARGV = [
     "--video-size", "32", "32", "--video-length", "5", "--infer-steps", str(STEPS),
     "--prompt", "a cat", "--flow-reverse", "--seed", "42",
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny tensors run several times faster on one thread (and do not suffer from busy cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import pytest
 import easycache_sample_video
 from easycache import EasyCacheConfig, cli
 from easycache.backends import tencent as hyvideo_backend
-from tencent_tiny import enable_cpu_shims, hyvideo_root_or_skip_reason, write_tiny_checkpoints
+from tencent_tiny import hyvideo_root_or_skip_reason
 
 ROOT, SKIP_REASON = hyvideo_root_or_skip_reason()
 pytestmark = pytest.mark.skipif(ROOT is None, reason=f"Tencent integration: {SKIP_REASON}")
@@ -28,16 +28,6 @@ SEED_COMMAND = (
     '--video-size 544 960 --video-length 129 --infer-steps 50 --prompt "A cat walks on the grass, '
     'realistic style." --flow-reverse --use-cpu-offload --save-path ./results --seed 42'
 )
-
-
-@pytest.fixture()
-def tencent(tmp_path, monkeypatch):
-    """The checkout importable on CPU, tiny weights in ./ckpts of a fresh working directory."""
-    model_base = tmp_path / "ckpts"
-    monkeypatch.chdir(tmp_path)
-    with enable_cpu_shims(ROOT, model_base) as modules:
-        flags = write_tiny_checkpoints(model_base)["cli_flags"]
-        yield modules, flags, tmp_path
 
 
 def small_job(flags, save_path, *extra):

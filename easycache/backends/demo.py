@@ -48,3 +48,6 @@ class DemoBackend(DiffusersBackend):
             generator=torch.Generator().manual_seed(seed),
         ).frames
         return [Video(video, seed) for video in frames]
+
+
+BACKEND = DemoBackend

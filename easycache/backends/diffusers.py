@@ -163,3 +163,6 @@ class DiffusersBackend(Backend):
     def sample(self, pipe: Any, args: argparse.Namespace, prompt: str, seed: int, num_videos: int) -> list[Video]:
         frames = pipe(**pipeline_kwargs(pipe, args, seed, prompt, num_videos)).frames
         return [Video(video, seed) for video in frames]  # one generator makes all videos of a call
+
+
+BACKEND = DiffusersBackend

@@ -91,9 +91,7 @@ class TencentBackend(Backend):
 
     name = "tencent"
 
-    def __init__(self, hunyuan_root: str | None = None):
-        self.hunyuan_root = hunyuan_root
-        self.hy: SimpleNamespace | None = None
+    hy: SimpleNamespace | None = None  # HunyuanVideo's parser and sampler, once imported
 
     def checkout(self) -> SimpleNamespace:
         if self.hy is None:
@@ -145,3 +143,6 @@ class TencentBackend(Backend):
             embedded_guidance_scale=args.embedded_cfg_scale,
         )
         return [Video(frames, seed) for frames, seed in zip(outputs["samples"], outputs["seeds"])]
+
+
+BACKEND = TencentBackend
