@@ -74,7 +74,7 @@ def build_run_record(*, backend: str, args: dict, config: Any, easycache_enabled
     transformer and end-to-end seconds, peak GPU memory, the arguments."""
     import torch
 
-    from . import __version__
+    from .version import __version__
 
     return {
         "backend": backend,

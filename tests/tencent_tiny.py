@@ -263,7 +263,7 @@ def enable_cpu_shims(hyvideo_root: Path, model_base: Path) -> Iterator[types.Sim
 
         yield types.SimpleNamespace(
             constants=constants, attenion=attenion, models=models, pipeline=pipeline_mod,
-            inference=inference, config=config, file_utils=file_utils,
+            inference=inference, config=config, file_utils=file_utils, root=Path(hyvideo_root),
         )
     finally:
         patches.undo()

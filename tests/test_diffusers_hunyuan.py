@@ -11,31 +11,26 @@ STEPS = 12
 
 
 @pytest.fixture(scope="module")
-def pipe(tiny_pipe):
-    return tiny_pipe
+def baseline(tiny_pipe):
+    return generate(tiny_pipe, steps=STEPS)
 
 
 @pytest.fixture(scope="module")
-def baseline(pipe):
-    return generate(pipe, steps=STEPS)
+def baseline_cfg(tiny_pipe):
+    return generate(tiny_pipe, steps=STEPS, true_cfg_scale=4.0, negative_prompt="a dog")
 
 
-@pytest.fixture(scope="module")
-def baseline_cfg(pipe):
-    return generate(pipe, steps=STEPS, true_cfg_scale=4.0, negative_prompt="a dog")
-
-
-def cached(pipe, cfg, **kwargs):
-    cache = easycache.apply_easycache(pipe, cfg)
+def cached(tiny_pipe, cfg, **kwargs):
+    cache = easycache.apply_easycache(tiny_pipe, cfg)
     try:
-        video = generate(pipe, steps=STEPS, **kwargs)
+        video = generate(tiny_pipe, steps=STEPS, **kwargs)
         return video, cache.summary(), list(cache.records)
     finally:
-        easycache.remove_easycache(pipe)
+        easycache.remove_easycache(tiny_pipe)
 
 
-def test_default_threshold_reports_its_calls(pipe, baseline):
-    video, summary, records = cached(pipe, EasyCacheConfig())
+def test_default_threshold_reports_its_calls(tiny_pipe, baseline):
+    video, summary, records = cached(tiny_pipe, EasyCacheConfig())
     print(f"\ntiny pipeline, default thresh 0.025, {STEPS} steps: {summary['computed']}/{summary['calls']} computed")
     assert summary["calls"] == STEPS and len(records) == STEPS
     assert video.shape == baseline.shape and torch.isfinite(video).all()
@@ -43,17 +38,17 @@ def test_default_threshold_reports_its_calls(pipe, baseline):
 
 
 @pytest.mark.parametrize("cfg_on", [False, True])
-def test_thresh_zero_is_bit_identical(pipe, baseline, baseline_cfg, cfg_on):
+def test_thresh_zero_is_bit_identical(tiny_pipe, baseline, baseline_cfg, cfg_on):
     kwargs = dict(true_cfg_scale=4.0, negative_prompt="a dog") if cfg_on else {}
-    video, summary, _ = cached(pipe, EasyCacheConfig(thresh=0.0), **kwargs)
+    video, summary, _ = cached(tiny_pipe, EasyCacheConfig(thresh=0.0), **kwargs)
     assert torch.equal(video, baseline_cfg if cfg_on else baseline)
     assert summary["computed"] == summary["calls"] == STEPS * (2 if cfg_on else 1)
 
 
 @pytest.mark.parametrize("cfg_on", [False, True])
-def test_reuse_end_to_end(pipe, baseline, baseline_cfg, cfg_on):
+def test_reuse_end_to_end(tiny_pipe, baseline, baseline_cfg, cfg_on):
     kwargs = dict(true_cfg_scale=4.0, negative_prompt="a dog") if cfg_on else {}
-    video, summary, records = cached(pipe, EasyCacheConfig(thresh=0.4, warmup_steps=3), **kwargs)
+    video, summary, records = cached(tiny_pipe, EasyCacheConfig(thresh=0.4, warmup_steps=3), **kwargs)
     reference = baseline_cfg if cfg_on else baseline
     assert 0 < summary["reused"], "a high threshold must skip steps on this model"
     assert summary["speedup"] > 1.0
@@ -114,57 +109,57 @@ def test_more_input_channels_than_output():
     assert [r.computed for r in cache.records] == [True, True, False, False, False, True]
 
 
-def test_batch_of_two_videos(pipe):
-    video = cached(pipe, EasyCacheConfig(thresh=0.4, warmup_steps=3), num_videos_per_prompt=2)
+def test_batch_of_two_videos(tiny_pipe):
+    video = cached(tiny_pipe, EasyCacheConfig(thresh=0.4, warmup_steps=3), num_videos_per_prompt=2)
     frames, summary, _ = video
     assert frames.shape[0] == 9 and summary["calls"] == STEPS and summary["reused"] > 0
 
 
-def test_two_generations_in_a_row_are_identical(pipe):
-    cache = easycache.apply_easycache(pipe, EasyCacheConfig(thresh=0.4, warmup_steps=3))
+def test_two_generations_in_a_row_are_identical(tiny_pipe):
+    cache = easycache.apply_easycache(tiny_pipe, EasyCacheConfig(thresh=0.4, warmup_steps=3))
     try:
-        first = generate(pipe, steps=STEPS)
+        first = generate(tiny_pipe, steps=STEPS)
         first_records = [(r.step, r.computed) for r in cache.records]
-        second = generate(pipe, steps=STEPS)
+        second = generate(tiny_pipe, steps=STEPS)
         second_records = [(r.step, r.computed) for r in cache.records]
     finally:
-        easycache.remove_easycache(pipe)
+        easycache.remove_easycache(tiny_pipe)
     assert torch.equal(first, second)
     assert first_records == second_records and len(second_records) == STEPS
 
 
-def test_each_pipeline_call_brings_its_own_step_count(pipe):
-    cache = easycache.apply_easycache(pipe, EasyCacheConfig(thresh=100.0, warmup_steps=2, num_steps=50))
+def test_each_pipeline_call_brings_its_own_step_count(tiny_pipe):
+    cache = easycache.apply_easycache(tiny_pipe, EasyCacheConfig(thresh=100.0, warmup_steps=2, num_steps=50))
     try:
         for steps in (6, 9):
-            generate(pipe, steps=steps)
+            generate(tiny_pipe, steps=steps)
             assert cache.num_steps == steps
             assert [r.computed for r in cache.records] == [True, True] + [False] * (steps - 3) + [True]
     finally:
-        easycache.remove_easycache(pipe)
+        easycache.remove_easycache(tiny_pipe)
 
 
-def test_remove_restores_the_original(pipe, baseline):
-    transformer_class_forward = type(pipe.transformer).forward
-    pipeline_class = type(pipe)
-    easycache.apply_easycache(pipe, EasyCacheConfig(thresh=0.4, warmup_steps=3))
-    assert type(pipe) is not pipeline_class and "forward" in pipe.transformer.__dict__
-    easycache.remove_easycache(pipe)
-    assert type(pipe) is pipeline_class
-    assert "forward" not in pipe.transformer.__dict__ and "cache_context" not in pipe.transformer.__dict__
-    assert type(pipe.transformer).forward is transformer_class_forward
-    assert torch.equal(generate(pipe, steps=STEPS), baseline)
+def test_remove_restores_the_original(tiny_pipe, baseline):
+    transformer_class_forward = type(tiny_pipe.transformer).forward
+    pipeline_class = type(tiny_pipe)
+    easycache.apply_easycache(tiny_pipe, EasyCacheConfig(thresh=0.4, warmup_steps=3))
+    assert type(tiny_pipe) is not pipeline_class and "forward" in tiny_pipe.transformer.__dict__
+    easycache.remove_easycache(tiny_pipe)
+    assert type(tiny_pipe) is pipeline_class
+    assert "forward" not in tiny_pipe.transformer.__dict__ and "cache_context" not in tiny_pipe.transformer.__dict__
+    assert type(tiny_pipe.transformer).forward is transformer_class_forward
+    assert torch.equal(generate(tiny_pipe, steps=STEPS), baseline)
 
 
-def test_install_twice_is_a_clear_error(pipe):
-    easycache.apply_easycache(pipe)
+def test_install_twice_is_a_clear_error(tiny_pipe):
+    easycache.apply_easycache(tiny_pipe)
     try:
         with pytest.raises(RuntimeError, match="already installed"):
-            easycache.apply_easycache(pipe)
+            easycache.apply_easycache(tiny_pipe)
         with pytest.raises(RuntimeError, match="already installed"):
-            easycache.apply_easycache(pipe.transformer)
+            easycache.apply_easycache(tiny_pipe.transformer)
     finally:
-        easycache.remove_easycache(pipe)
+        easycache.remove_easycache(tiny_pipe)
 
 
 def test_state_is_per_instance():
@@ -179,13 +174,13 @@ def test_wrong_target_is_a_clear_error():
         easycache.apply_easycache(object())
 
 
-def test_without_config_a_pipeline_gets_its_preset(pipe):
-    cache = easycache.apply_easycache(pipe)
+def test_without_config_a_pipeline_gets_its_preset(tiny_pipe):
+    cache = easycache.apply_easycache(tiny_pipe)
     try:
         assert (cache.config.thresh, cache.config.warmup_steps) == (0.025, 5)
-        assert easycache.preset_for(pipe).source.startswith("EasyCache paper")
+        assert easycache.preset_for(tiny_pipe).source.startswith("EasyCache paper")
     finally:
-        easycache.remove_easycache(pipe)
+        easycache.remove_easycache(tiny_pipe)
 
 
 def test_unsupported_pipeline_names_the_supported_ones():

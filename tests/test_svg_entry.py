@@ -19,37 +19,32 @@ BLOCKS = 2  # tiny_transformer: one double-stream and one single-stream block
 
 
 @pytest.fixture(scope="module")
-def pipe(tiny_pipe):
-    return tiny_pipe
+def baseline(tiny_pipe):
+    return generate(tiny_pipe, steps=STEPS)
 
 
-@pytest.fixture(scope="module")
-def baseline(pipe):
-    return generate(pipe, steps=STEPS)
-
-
-def run(pipe, svg_config, cache_config=None):
-    svg = apply_svg(pipe, svg_config)
-    cache = easycache.apply_easycache(pipe, cache_config) if cache_config else None
+def run(tiny_pipe, svg_config, cache_config=None):
+    svg = apply_svg(tiny_pipe, svg_config)
+    cache = easycache.apply_easycache(tiny_pipe, cache_config) if cache_config else None
     try:
-        return generate(pipe, steps=STEPS), svg, cache
+        return generate(tiny_pipe, steps=STEPS), svg, cache
     finally:
         if cache is not None:
-            easycache.remove_easycache(pipe)
-        remove_svg(pipe)
+            easycache.remove_easycache(tiny_pipe)
+        remove_svg(tiny_pipe)
 
 
-def test_dense_pattern_is_the_model_itself(pipe, baseline):
-    video, svg, _ = run(pipe, SVGConfig(pattern="dense"))
+def test_dense_pattern_is_the_model_itself(tiny_pipe, baseline):
+    video, svg, _ = run(tiny_pipe, SVGConfig(pattern="dense"))
     assert torch.equal(video, baseline)
     assert svg.attention_calls == STEPS * BLOCKS and svg.sparse_calls == 0
 
 
-def test_svg_with_easycache_runs_no_attention_on_skipped_steps(pipe, baseline, tmp_path):
+def test_svg_with_easycache_runs_no_attention_on_skipped_steps(tiny_pipe, baseline, tmp_path):
     records = tmp_path / "attention.jsonl"
     config = SVGConfig(sparsity=0.3, num_sampled_rows=4, first_times_fp=0.0, first_layers_fp=0.0,
                        record_attention=True, output_path=str(records))
-    video, svg, cache = run(pipe, config, EasyCacheConfig(thresh=0.5, warmup_steps=2))
+    video, svg, cache = run(tiny_pipe, config, EasyCacheConfig(thresh=0.5, warmup_steps=2))
     summary = cache.summary()
     assert summary["calls"] == STEPS and 0 < summary["reused"]
     assert svg.attention_calls == summary["computed"] * BLOCKS == svg.sparse_calls
@@ -62,13 +57,13 @@ def test_svg_with_easycache_runs_no_attention_on_skipped_steps(pipe, baseline, t
     assert not torch.equal(video, baseline)
 
 
-def test_svg_gating_keeps_the_first_steps_and_blocks_dense(pipe):
+def test_svg_gating_keeps_the_first_steps_and_blocks_dense(tiny_pipe):
     # flow shift 7, 8 steps: timesteps 1000, 992, 981, ... ; 0.05 keeps t > 950 dense
-    _, svg, _ = run(pipe, SVGConfig(first_times_fp=0.05, first_layers_fp=1 / 42 + 1e-6, num_sampled_rows=4))
+    _, svg, _ = run(tiny_pipe, SVGConfig(first_times_fp=0.05, first_layers_fp=1 / 42 + 1e-6, num_sampled_rows=4))
     modes = {(r["step"], r["block"], r["layer"]): r["mode"] for r in svg.records}
     assert len(modes) == STEPS * BLOCKS
     assert all(mode == "dense" for mode in modes.values())  # tiny: every block has index 0 < 42 * fp
-    _, svg, _ = run(pipe, SVGConfig(first_times_fp=0.05, first_layers_fp=0.0, num_sampled_rows=4))
+    _, svg, _ = run(tiny_pipe, SVGConfig(first_times_fp=0.05, first_layers_fp=0.0, num_sampled_rows=4))
     dense_steps = sorted({r["step"] for r in svg.records if r["mode"] == "dense"})
     assert dense_steps and dense_steps == list(range(len(dense_steps))) and len(dense_steps) < STEPS
     assert all(r["timestep"] > 950 for r in svg.records if r["mode"] == "dense")
@@ -99,26 +94,22 @@ def test_bad_svg_flag_is_one_clear_line(capsys):
 
 
 # ----------------------------------------------------------------------------- Tencent's code
-from tencent_tiny import enable_cpu_shims, hyvideo_root_or_skip_reason, write_tiny_checkpoints  # noqa: E402
-
-ROOT, SKIP_REASON = hyvideo_root_or_skip_reason()
 TENCENT_BLOCKS = 4  # tencent_tiny: 2 double + 2 single blocks
 
 
-@pytest.mark.skipif(ROOT is None, reason=f"Tencent integration: {SKIP_REASON}")
-def test_tencent_svg_and_easycache_through_the_entry(tmp_path, monkeypatch):
-    model_base = tmp_path / "ckpts"
-    monkeypatch.chdir(tmp_path)
-    with enable_cpu_shims(ROOT, model_base):
-        flags = write_tiny_checkpoints(model_base)["cli_flags"]
-        argv = ["--hunyuan-root", str(ROOT), "--video-size", "32", "32", "--video-length", "5",
-                "--infer-steps", "10", "--prompt", "a cat walks on the grass", "--flow-reverse",
-                "--flow-shift", "7.0", "--embedded-cfg-scale", "6.0", "--save-path", str(tmp_path / "out"),
-                "--seed", "42", *flags, "--output_path", str(tmp_path / "records"), "--pattern", "SVG",
-                "--num_sampled_rows", "4", "--sparsity", "0.5", "--first_times_fp", "0.055",
-                "--first_layers_fp", "0", "--record_attention", "--easycache-thresh", "1.5",
-                "--easycache-warmup-steps", "3", "--attention-backend", "sdpa"]
-        assert hyvideo_svg_easycache.main(argv) == 0
+def tencent_job(root, flags, steps, *extra):
+    return ["--hunyuan-root", str(root), "--video-size", "32", "32", "--video-length", "5", "--infer-steps",
+            str(steps), "--prompt", "a cat walks on the grass", "--flow-reverse", "--seed", "42", *flags, *extra]
+
+
+def test_tencent_svg_and_easycache_through_the_entry(tencent):
+    modules, flags, tmp_path = tencent
+    argv = tencent_job(modules.root, flags, 10, "--flow-shift", "7.0", "--embedded-cfg-scale", "6.0",
+                       "--save-path", str(tmp_path / "out"), "--output_path", str(tmp_path / "records"),
+                       "--pattern", "SVG", "--num_sampled_rows", "4", "--sparsity", "0.5", "--first_times_fp",
+                       "0.055", "--first_layers_fp", "0", "--record_attention", "--easycache-thresh", "1.5",
+                       "--easycache-warmup-steps", "3", "--attention-backend", "sdpa")
+    assert hyvideo_svg_easycache.main(argv) == 0
     video = next((tmp_path / "out").glob("*.mp4"))
     run = json.loads(video.with_suffix(".json").read_text())
     svg, summary = run["svg"], run["summary"]
@@ -131,21 +122,16 @@ def test_tencent_svg_and_easycache_through_the_entry(tmp_path, monkeypatch):
     assert {line["step"] for line in lines} == {r["step"] for r in run["records"] if r["computed"]}
 
 
-@pytest.mark.skipif(ROOT is None, reason=f"Tencent integration: {SKIP_REASON}")
-def test_tencent_dense_pattern_is_hunyuanvideo_itself(tmp_path, monkeypatch):
+def test_tencent_dense_pattern_is_hunyuanvideo_itself(tencent):
     import imageio.v3 as iio
     import numpy as np
 
     import easycache_sample_video
 
-    model_base = tmp_path / "ckpts"
-    monkeypatch.chdir(tmp_path)
-    with enable_cpu_shims(ROOT, model_base):
-        flags = write_tiny_checkpoints(model_base)["cli_flags"]
-        job = ["--hunyuan-root", str(ROOT), "--video-size", "32", "32", "--video-length", "5", "--infer-steps",
-               "4", "--prompt", "a cat", "--flow-reverse", "--seed", "42", *flags, "--no-easycache"]
-        assert easycache_sample_video.main([*job, "--save-path", str(tmp_path / "plain")]) == 0
-        assert hyvideo_svg_easycache.main([*job, "--save-path", str(tmp_path / "dense"), "--pattern", "dense"]) == 0
+    modules, flags, tmp_path = tencent
+    job = tencent_job(modules.root, flags, 4, "--no-easycache")
+    assert easycache_sample_video.main([*job, "--save-path", str(tmp_path / "plain")]) == 0
+    assert hyvideo_svg_easycache.main([*job, "--save-path", str(tmp_path / "dense"), "--pattern", "dense"]) == 0
     plain, dense = (next((tmp_path / d).glob("*.mp4")) for d in ("plain", "dense"))
     assert np.array_equal(iio.imread(plain), iio.imread(dense))
     assert json.loads(dense.with_suffix(".json").read_text())["svg"]["attention_calls"] == 4 * TENCENT_BLOCKS
