@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Every speed claim of this project, measured on one GPU in minutes: one command.
+
+Run from the repository root (the check imports ``easycache``, ``bench.gpu`` and the tiny model
+builders of ``tests/`` as ordinary modules)::
+
+    PYTHONPATH=.:tests python bench/gpu_check.py --budget-seconds 420        # on a CUDA machine
+    PYTHONPATH=.:tests python bench/gpu_check.py --tiny --out /tmp/gpu-check  # CPU smoke run, seconds
+
+It writes ``<gpu-name-slug>.json`` and ``.md`` into ``--out`` (default ``bench/results/gpu``),
+both rewritten after every result, so a run killed at its time limit keeps what it measured. The
+parts, in order of importance (checks run in the order of ``PLAN``; what no longer fits the budget
+is recorded as "skipped: budget (...)"):
+
+  a. the rule's cost at real size: computed vs reused transformer call, memory (544p; 720p last);
+  b. sparse video attention (SVG) vs dense at HunyuanVideo's 720p sequence: one attention call,
+     then one whole transformer call;
+  c. the CUDA code paths: threshold 0 bit-identical, one decision per step with CFG, flex equals
+     the SDPA reference, the demo's decisions against a CPU run's;
+  d. Tencent's transformer (when HYVIDEO_ROOT names a HunyuanVideo checkout).
+
+A check never stops the run: a failure is recorded ("failed: reason", with its traceback) and the
+next check runs. The exit status is 1 if any check failed, else 0. What the lent GPU machine needs
+besides the repository (diffusers and loguru as wheels): bench/gpu/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib.util
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+REQUIRED = ("diffusers", "loguru")
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "gpu"
+DEFAULT_BUDGET = 420.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One check: ``run(ctx, entry, write)`` fills ``entry`` through ``write``; ``estimate(ctx)``
+    is its expected seconds (None: unknown, run while any budget is left)."""
+
+    part: str
+    name: str
+    title: str
+    run: Callable
+    estimate: Callable = lambda ctx: None
+
+
+def _plan() -> tuple[Step, ...]:
+    from bench.gpu import cuda_paths, rule_cost, svg, tencent
+
+    return (
+        Step("a", "544p", "reused vs computed call, 544x960x129", lambda c, e, w: rule_cost.run(c, e, w, "544p")),
+        Step("b", "attention", "one attention call at the 720p sequence, SVG vs dense", svg.run_attention,
+             svg.estimate_attention),
+        Step("c", "threshold0", "threshold 0 bit-identical to no cache", cuda_paths.run_threshold0,
+             cuda_paths.estimate),
+        Step("c", "cfg_decisions", "one decision per step with CFG", cuda_paths.run_cfg_decisions, cuda_paths.estimate),
+        Step("c", "flex_vs_sdpa", "flex equals the SDPA reference", cuda_paths.run_flex_vs_sdpa, cuda_paths.estimate),
+        Step("c", "demo", "demo decisions vs a CPU run", cuda_paths.run_demo, cuda_paths.estimate),
+        Step("b", "transformer", "one transformer call at 720x1280x129, SVG vs dense", svg.run_transformer,
+             svg.estimate_transformer),
+        Step("a", "720p", "reused vs computed call, 720x1280x129", lambda c, e, w: rule_cost.run(c, e, w, "720p")),
+        Step("d", "tencent_544p", "Tencent's transformer, reused vs computed call", tencent.run, tencent.estimate),
+    )
+
+
+PLAN: tuple[Step, ...] | None = None  # None: ``_plan()``; tests put their own here
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for <gpu>.json and <gpu>.md")
+    parser.add_argument("--budget-seconds", type=float, default=DEFAULT_BUDGET,
+                        help="wall-clock seconds for the whole run; checks that no longer fit are skipped")
+    parser.add_argument("--tiny", action="store_true", help="toy shapes: every code path in seconds (CPU is fine)")
+    parser.add_argument("--device", default=None, help="cuda (default when there is one) or cpu (--tiny only)")
+    parser.add_argument("--dtype", choices=("bfloat16", "float32"), default=None,
+                        help="the models' dtype (default: bfloat16 on CUDA, float32 on a CPU)")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated parts or checks to run, e.g. 'a,c' or 'b.transformer'")
+    return parser
+
+
+def missing_packages() -> list[str]:
+    return [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+
+
+def off_path() -> list[str]:
+    """This repository's modules the command imports that Python cannot see (PYTHONPATH unset)."""
+    def found(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:  # its parent package is not on the path either
+            return False
+
+    return [name for name in ("easycache", "bench.gpu", "tiny_hunyuan") if not found(name)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()  # the budget counts the imports too: a device's time limit does
+    args = build_parser().parse_args(argv)
+    missing = missing_packages()
+    if missing:
+        print(f"gpu_check: {' and '.join(missing)} not installed: carry the wheels, see bench/gpu/README.md",
+              file=sys.stderr)
+        return 2
+    unseen = off_path()
+    if unseen:
+        print(f"gpu_check: cannot import {', '.join(unseen)}: run it from the repository root as "
+              "PYTHONPATH=.:tests python bench/gpu_check.py", file=sys.stderr)
+        return 2
+    import torch
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("gpu_check: --device cuda but this torch sees no CUDA device", file=sys.stderr)
+        return 2
+    if device.type != "cuda" and not args.tiny:
+        print("gpu_check: no CUDA device: the real-size check needs a GPU (--tiny runs toy shapes on a CPU)",
+              file=sys.stderr)
+        return 2
+
+    from bench.gpu.context import Budget, Context
+    from bench.gpu.results import Results, slug
+
+    budget = Budget(args.budget_seconds, started)
+    ctx = Context(device=device, tiny=args.tiny, budget=budget, dtype_name=args.dtype)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()})"
+    name = slug(gpu) + ("-tiny" if args.tiny else "")
+    results = Results(args.out, name, _meta(args, device, gpu))
+    ctx.say(f"{gpu}: writing {results.json_path} and {results.md_path.name}; budget {budget.seconds:.0f} s")
+    plan = PLAN if PLAN is not None else _plan()
+    wanted = set(args.only.split(",")) if args.only else None
+    threads = torch.get_num_threads()
+    if args.tiny and device.type == "cpu":
+        torch.set_num_threads(1)  # toy shapes gain nothing from threads; a busy CPU makes threads wait on each other
+    try:
+        _run(plan, wanted, ctx, results)
+    finally:
+        torch.set_num_threads(threads)
+    ctx.release_transformer()
+    results.meta["finished"] = True
+    results.write()
+    failed = [k for k, s in results.statuses().items() if s.startswith("failed")]
+    ctx.say(f"done: {len(failed)} failed{': ' + ', '.join(failed) if failed else ''}; {results.md_path}")
+    return 1 if failed else 0
+
+
+def _run(plan, wanted, ctx, results) -> None:
+    """Each wanted check in order: its budget, its run; its status and wall seconds recorded."""
+    import torch
+
+    from bench.gpu.context import CheckFailed, Skipped
+
+    budget, device = ctx.budget, ctx.device
+    with torch.no_grad():
+        for step in plan:
+            if wanted and step.part not in wanted and f"{step.part}.{step.name}" not in wanted:
+                continue
+            label = f"{step.part}.{step.name}"
+            entry = results.start(step.part, step.name, step.title)
+            started, crashed = time.perf_counter(), False
+            ctx.say(f"{label}: {step.title}")
+            try:
+                budget.require(step.estimate(ctx), label)
+                step.run(ctx, entry, results.update)
+                status = "ok"
+            except Skipped as skip:
+                status = f"skipped: {skip}"
+            except CheckFailed as failure:
+                status = f"failed: {failure}"
+            except Exception as error:  # noqa: BLE001 - one check's crash must not stop the others
+                status = f"failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                entry["traceback"] = traceback.format_exc(limit=-12)
+                crashed = True
+            if crashed:  # outside the except block: the exception's frames no longer hold its tensors
+                _free(device)
+            results.finish(entry, status, time.perf_counter() - started)
+            ctx.say(f"{label}: {status} ({time.perf_counter() - started:.1f} s)")
+
+
+def _meta(args: argparse.Namespace, device, gpu: str) -> dict:
+    import diffusers
+    import torch
+
+    return {
+        "gpu": gpu, "device": str(device), "tiny": args.tiny,
+        "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+        "diffusers": diffusers.__version__, "python": platform.python_version(),
+        "gpu_memory_bytes": torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else None,
+        "budget_seconds": args.budget_seconds, "dtype": args.dtype or ("bfloat16" if device.type == "cuda" else "float32"),
+        "finished": False,
+        "started_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "bench/gpu_check.py " + " ".join(
+            a for a in (["--tiny"] if args.tiny else []) + ["--budget-seconds", f"{args.budget_seconds:g}"]
+            + (["--dtype", args.dtype] if args.dtype else []) + (["--only", args.only] if args.only else [])),
+    }
+
+
+def _free(device) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

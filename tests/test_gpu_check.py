@@ -1,0 +1,165 @@
+"""bench/gpu_check.py end to end on a CPU with toy shapes (``--tiny``): every part's code path, its
+files, its statuses; a budget of zero; a failing check among others; a missing package."""
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import gpu_check
+
+ROOT = Path(__file__).resolve().parents[1]
+HYVIDEO_SET = bool(os.environ.get("HYVIDEO_ROOT"))
+
+
+def read(out: Path) -> tuple[dict, str]:
+    (json_path,) = out.glob("*.json")
+    (md_path,) = out.glob("*.md")
+    return json.loads(json_path.read_text()), md_path.read_text()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gpu")
+    code = gpu_check.main(["--tiny", "--out", str(out)])
+    return (code, *read(out))
+
+
+def checks(data: dict) -> dict:
+    return {f"{p}.{name}": c for p, part in data["parts"].items() for name, c in part["checks"].items()}
+
+
+def positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_tiny_run_holds_every_part(tiny_run):
+    code, data, md = tiny_run
+    assert code == 0
+    meta = data["meta"]
+    assert meta["tiny"] and meta["finished"] and meta["torch"] and "cuda" in meta and meta["gpu"]
+    assert set(data["parts"]) == {"a", "b", "c", "d"}
+    assert set(checks(data)) == {"a.544p", "a.720p", "b.attention", "b.transformer", "c.threshold0",
+                                 "c.cfg_decisions", "c.flex_vs_sdpa", "c.demo", "d.tencent_544p"}
+    for letter in "abc":
+        assert data["parts"][letter]["status"] == "ok"
+    for name, check in checks(data).items():
+        assert positive(check["wall_seconds"]) or check["status"].startswith("skipped"), name
+        if not name.startswith("d."):
+            assert check["status"] == "ok", (name, check["status"], check.get("traceback"))
+    d = data["parts"]["d"]["checks"]["tencent_544p"]["status"]
+    if HYVIDEO_SET:
+        assert d == "ok"
+    else:
+        assert d.startswith("skipped: ") and "HYVIDEO_ROOT" in d
+    for text in ("reused / computed transformer call", "cache memory / model memory", "SVG 0.2 / dense",
+                 "SVG 0.25 / dense", "one transformer call", "bit-identical", "HYVIDEO_ROOT" if not HYVIDEO_SET else "d"):
+        assert text in md
+
+
+def test_numbers_are_finite_and_positive(tiny_run):
+    _, data, _ = tiny_run
+    c = checks(data)
+    for name in ("a.544p", "a.720p"):
+        a = c[name]
+        for key in ("computed_seconds", "reused_seconds", "reused_over_computed", "cache_bytes", "model_bytes",
+                    "cache_over_model_bytes", "cached_computed_seconds", "cached_computed_first_seconds"):
+            assert positive(a[key]), (name, key, a[key])
+        assert all(positive(s) for s in a["computed_samples"] + a["reused_samples"])
+        assert a["reused_over_computed"] < 1 and a["output_finite"] is not False
+    attention = c["b.attention"]
+    assert positive(attention["dense"]["median_seconds"])
+    for sparsity in ("0.2", "0.25"):
+        s = attention[f"sparsity_{sparsity}"]
+        for value in (s["sparse"]["median_seconds"], s["sparse"]["first_seconds"], s["profile"]["median_seconds"],
+                      s["sparse_over_dense"], s["with_profile_over_dense"], s["band"]):
+            assert positive(value)
+        t = c["b.transformer"][f"sparsity_{sparsity}"]
+        assert positive(t["sparse"]["median_seconds"]) and positive(t["sparse_over_dense"])
+        assert t["svg_summary"]["sparse_calls"] == t["svg_summary"]["attention_calls"] > 0
+    assert positive(c["b.transformer"]["dense"]["median_seconds"])
+    assert c["c.flex_vs_sdpa"]["max_abs_difference"] <= c["c.flex_vs_sdpa"]["tolerance"]
+    assert c["c.demo"]["decisions"] == c["c.demo"]["decisions_cpu"] and c["c.demo"]["differing_steps"] == []
+
+
+def test_the_timed_reused_calls_were_reused(tiny_run):
+    _, data, _ = tiny_run
+    for name in ("a.544p", "a.720p"):
+        a = checks(data)[name]
+        reused = len(a["reused_samples"])
+        assert a["reused_calls_verified"] and reused >= 3
+        assert a["records_computed"] == [True, True] + [False] * reused
+        assert a["cache_summary"]["reused"] == reused and a["cache_summary"]["computed"] == 2
+
+
+def test_zero_budget_skips_every_check_and_the_command_runs_as_documented(tmp_path):
+    """As the README says to run it: a subprocess from the repository root with PYTHONPATH=.:tests."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([".", "tests"]))
+    run = subprocess.run([sys.executable, "bench/gpu_check.py", "--tiny", "--budget-seconds", "0", "--out",
+                          str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=300)
+    assert run.returncode == 0, run.stderr
+    data, md = read(tmp_path)
+    statuses = {name: c["status"] for name, c in checks(data).items()}
+    assert len(statuses) == 9
+    tencent = statuses.pop("d.tencent_544p")  # a missing checkout is said before the budget
+    assert tencent.startswith("skipped: budget" if HYVIDEO_SET else "skipped: set HYVIDEO_ROOT")
+    assert all(s.startswith("skipped: budget") for s in statuses.values()), statuses
+    assert all(data["parts"][p]["status"].startswith("skipped: budget") for p in "abc")
+    assert "skipped: budget" in md
+
+
+def test_a_failing_check_is_recorded_and_the_later_ones_still_run(tmp_path, monkeypatch):
+    """The files are rewritten after each check: the failing check sees the earlier one on disk."""
+    plan = {f"{s.part}.{s.name}": s for s in gpu_check._plan()}
+    seen = {}
+
+    def broken(ctx, entry, write):
+        write(entry, partial_number=1.5)
+        seen["on_disk"], _ = read(tmp_path)
+        raise RuntimeError("planted failure")
+
+    steps = (plan["b.attention"], gpu_check.Step("c", "broken", "a check made to fail", broken), plan["a.544p"])
+    monkeypatch.setattr(gpu_check, "PLAN", steps)
+    assert gpu_check.main(["--tiny", "--out", str(tmp_path)]) == 1
+    on_disk = checks(seen["on_disk"])
+    assert on_disk["b.attention"]["status"] == "ok" and "sparsity_0.25" in on_disk["b.attention"]
+    assert on_disk["c.broken"]["status"] == "running" and on_disk["c.broken"]["partial_number"] == 1.5
+    data, md = read(tmp_path)
+    final = checks(data)
+    assert final["c.broken"]["status"] == "failed: RuntimeError: planted failure"
+    assert "planted failure" in final["c.broken"]["traceback"]
+    assert data["parts"]["c"]["status"].startswith("failed: broken: RuntimeError")
+    assert final["a.544p"]["status"] == "ok" and final["a.544p"]["reused_calls_verified"]
+    assert "failed: RuntimeError: planted failure" in md
+
+
+def test_a_missing_package_is_one_clear_line(monkeypatch, capsys, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else real(name, *a))
+    assert gpu_check.main(["--tiny", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "diffusers" in err[0] and "carry the wheels, see bench/gpu/README.md" in err[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_importing_the_command_imports_neither_diffusers_nor_loguru():
+    code = "import sys, bench.gpu_check; print('diffusers' in sys.modules, 'loguru' in sys.modules)"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([".", "tests"]))
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=120)
+    assert run.stdout.split() == ["False", "False"], run.stderr
+
+
+def test_bf16_as_on_a_gpu(tmp_path):
+    """The GPU runs bf16: the same code paths in bf16 on the CPU (Tencent's under autocast, as its pipeline)."""
+    assert gpu_check.main(["--tiny", "--dtype", "bfloat16", "--only", "a,b,d", "--out", str(tmp_path)]) == 0
+    data, _ = read(tmp_path)
+    statuses = {name: c["status"] for name, c in checks(data).items()}
+    assert data["meta"]["dtype"] == "bfloat16"
+    tencent = statuses.pop("d.tencent_544p")
+    assert tencent == "ok" if HYVIDEO_SET else tencent.startswith("skipped: set HYVIDEO_ROOT")
+    assert set(statuses.values()) == {"ok"} and len(statuses) == 4, statuses
