@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -14,21 +16,49 @@ import numpy as np
 
 from .errors import UsageError
 
+# File names are at most 255 bytes on common filesystems. A video's stem keeps room for what is
+# written beside it: "_easycache.json", "_side_by_side.gif", ".partial-<pid>.mp4", ".lock".
+MAX_STEM_BYTES = 200
+
+
+def fit_file_stem(stem: str) -> str:
+    """``stem`` unchanged where it fits; else cut by bytes on a character boundary and given a short
+    hash of the whole stem, so two long prompts never share a name (and the cut is logged)."""
+    data = stem.encode("utf-8")
+    if len(data) <= MAX_STEM_BYTES:
+        return stem
+    digest = hashlib.sha1(data).hexdigest()[:10]
+    cut = data[: MAX_STEM_BYTES - len(digest) - 1].decode("utf-8", errors="ignore")
+    from loguru import logger
+
+    logger.info(f"file name shortened to {MAX_STEM_BYTES} bytes (a hash of the whole name appended): {cut}~{digest}")
+    return f"{cut}~{digest}"
+
 
 def hunyuan_video_path(save_path: str | os.PathLike, seed: int, prompt: str) -> Path:
-    """``{save_path}/{time}_seed{seed}_{prompt[:100]}.mp4``, HunyuanVideo's ``sample_video.py`` naming."""
+    """``{save_path}/{time}_seed{seed}_{prompt[:100]}.mp4``, HunyuanVideo's ``sample_video.py`` naming
+    (shortened where it would not fit a file name)."""
     time_flag = datetime.fromtimestamp(time.time()).strftime("%Y-%m-%d-%H:%M:%S")
-    return Path(save_path) / f"{time_flag}_seed{seed}_{prompt[:100].replace('/', '')}.mp4"
+    return Path(save_path) / f"{fit_file_stem(f'{time_flag}_seed{seed}_' + prompt[:100].replace('/', ''))}.mp4"
 
 
 def prepare_save_dir(save_path: str | os.PathLike) -> Path:
-    """Create the output folder up front, so a bad path fails before minutes of generation."""
+    """Create the output folder and prove it writable up front, so a bad path fails before minutes
+    of generation."""
     path = Path(save_path)
     try:
         path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
     except OSError as error:
-        raise UsageError(f"cannot create the output folder {path}: {error.strerror}; pass a writable --save-path")
+        reason = error.strerror or type(error).__name__
+        raise UsageError(f"--save-path {path}: cannot write there ({reason}); pass a writable --save-path")
     return path
+
+
+def partial_path(path: Path) -> Path:
+    """Where ``path`` is written before it is complete: unique to this process."""
+    return path.with_name(f"{path.stem}.partial-{os.getpid()}{path.suffix}")
 
 
 def write_video(frames: Any, path: Path, fps: int = 24) -> Path:
@@ -39,31 +69,39 @@ def write_video(frames: Any, path: Path, fps: int = 24) -> Path:
     if array.ndim == 4 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
         array = array.transpose(1, 2, 3, 0)  # (C, T, H, W) -> (T, H, W, C)
     array = (np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
-    tmp = path.with_name(path.stem + ".partial" + path.suffix)
-    imageio.mimsave(tmp, list(array), fps=fps)
-    tmp.replace(path)  # never leave a half-written video under the final name
+    tmp = partial_path(path)
+    try:
+        imageio.mimsave(tmp, list(array), fps=fps)
+        tmp.replace(path)  # never leave a half-written video under the final name
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
 def write_run_json(video_path: Path, run: dict) -> Path:
-    """The run's record beside its video: same name, ``.json``."""
+    """The run's record beside its video: same name, ``.json`` (written whole or not at all)."""
     path = video_path.with_suffix(".json")
-    path.write_text(json.dumps(_jsonable(run), indent=2, allow_nan=False))
+    tmp = partial_path(path)
+    try:
+        tmp.write_text(json.dumps(jsonable(run), indent=2, allow_nan=False))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Arguments and records as plain JSON (paths as strings, non-finite floats as null)."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, (str, int, bool)) or value is None:
         return value
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-        return _jsonable(value.item())
+        return jsonable(value.item())
     return str(value)
 
 

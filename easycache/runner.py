@@ -16,16 +16,22 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from loguru import logger
 
 from .api import apply_easycache, default_config
-from .batch import Job, jobs_for, run_jobs
+from .batch import Job, check_seeds, jobs_for, pending_jobs, run_jobs, shard
 from .cache import EasyCache, EasyCacheConfig
 from .errors import UsageError
 from .outputs import build_run_record, hunyuan_video_path, prepare_save_dir, write_result
+
+# Flags that change how a video is made, not which video: left out of the job a rerun must match.
+RUN_ONLY_FLAGS = frozenset({
+    "save_path", "save_path_suffix", "prompt", "seed", "num_videos", "batch_size", "use_cpu_offload", "device",
+    "ulysses_degree", "ring_degree", "vae_tiling", "disable_autocast", "hunyuan_root",
+})
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,11 @@ class Backend:
         """More to write into each run JSON."""
         return {}
 
+    def job_key(self, args: argparse.Namespace) -> dict:
+        """What makes two videos the same job besides prompt, seed and cache settings (the model,
+        its size, length, steps, guidance): every flag but those that only change how it runs."""
+        return {k: v for k, v in sorted(vars(args).items()) if k not in RUN_ONLY_FLAGS}
+
 
 @dataclass(frozen=True)
 class Ranks:
@@ -129,10 +140,27 @@ def run(backend: Backend, argv: list[str], options: RunOptions, extensions: tupl
     run after loading and before the cache, and ``record() -> dict`` for each run JSON.
     """
     args, settings = backend.parse(argv, need_prompt=options.prompts is None)
+    check_seeds([settings.seed], "--seed")
+    check_seeds(options.seeds or [], "--seeds")
+    job = {"backend": backend.name, **backend.job_key(args),
+           "easycache": {"enabled": options.enabled, **options.cache}}
+    for step in extensions:
+        job.update(step.job_key())
     ranks = Ranks.from_env(settings.splits_video, options.batch)
     if ranks.writes:
         prepare_save_dir(settings.save_dir)
+    names = _Names(backend, options)
+    jobs = jobs_for(options.prompts, options.seeds, settings.prompt, settings.seed) if options.batch else []
+
+    def expected(one: Job) -> dict:
+        return {**job, "prompt": one.prompt, "seed": one.seed}
+
+    if options.batch and not pending_jobs(shard(jobs, ranks.rank, ranks.world_size), settings.save_dir,
+                                          names.final, expected):
+        logger.info(f"every video of this run is already in {settings.save_dir}: nothing to do, no model loaded")
+        return run_jobs(jobs, settings.save_dir, None, ranks.rank, ranks.world_size, names.final, expected)
     ranks.use_own_gpu()
+    logger.info(f"loading the model ({backend.name})")
     started = time.perf_counter()
     model = backend.load(args)
     load_seconds = time.perf_counter() - started
@@ -140,14 +168,14 @@ def run(backend: Backend, argv: list[str], options: RunOptions, extensions: tupl
         step.prepare(model, args)
     config, source = cache_config(model, options, settings)
     cache = apply_easycache(model, config)
-    generation = _Generation(backend, model, args, cache, options, extensions, load_seconds, source)
+    generation = _Generation(backend, model, args, cache, options, extensions, load_seconds, source, names)
     try:
         if options.batch:
-            jobs = jobs_for(options.prompts, options.seeds, settings.prompt, settings.seed)
-            return run_jobs(jobs, settings.save_dir, generation.job, ranks.rank, ranks.world_size,
-                            final=generation.final_path)
+            return run_jobs(jobs, settings.save_dir, lambda one, path: generation.job(one, path, expected(one)),
+                            ranks.rank, ranks.world_size, names.final, expected)
         seed = settings.seed if settings.seed is not None else random.randint(0, 1_000_000)
-        return generation.single(settings.prompt, seed, settings.num_videos, settings.save_dir, ranks.writes)
+        return generation.single(settings.prompt, seed, settings.num_videos, settings.save_dir, ranks.writes,
+                                 lambda video_seed: {**job, "prompt": settings.prompt, "seed": video_seed})
     finally:
         generation.log_total()
 
@@ -167,20 +195,48 @@ def cache_config(model: Any, options: RunOptions, settings: Settings) -> tuple[E
     return config, source
 
 
+class _Names:
+    """The files of one video: itself, or with a baseline ``*_baseline`` and ``*_easycache``."""
+
+    def __init__(self, backend: Backend, options: RunOptions):
+        if not backend.compare_with_baseline:
+            self.variants = ["video"]
+        else:
+            self.variants = ["baseline", "easycache"] if options.enabled else ["baseline"]
+
+    def of(self, path: Path, variant: str) -> Path:
+        return path if variant == "video" else path.with_name(f"{path.stem}_{variant}{path.suffix}")
+
+    def final(self, path: Path) -> Path:
+        """The file written last for ``path``: its presence marks the job finished."""
+        return self.of(path, self.variants[-1])
+
+    def free(self, path: Path) -> Path:
+        """``path``, or ``path`` numbered ``_2``, ``_3``... where a finished video already has its name."""
+        candidate, n = path, 1
+        while any(self.of(candidate, v).exists() for v in self.variants):
+            n += 1
+            candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
+        return candidate
+
+
 class _Generation:
     """Sampling, timing and writing the videos of one run, with the cache installed."""
 
     def __init__(self, backend: Backend, model: Any, args: argparse.Namespace, cache: EasyCache,
-                 options: RunOptions, extensions: tuple, load_seconds: float, source: str):
+                 options: RunOptions, extensions: tuple, load_seconds: float, source: str, names: _Names):
         self.backend, self.model, self.args, self.cache = backend, model, args, cache
         self.options, self.extensions, self.load_seconds, self.source = options, extensions, load_seconds, source
+        self.names = names
         self.config = cache.config
         self.totals = {"videos": 0, "calls": 0, "computed": 0}
         self.in_flight = False  # a generation started and not yet counted in ``totals``
 
     # ------------------------------------------------------------------ one prompt
-    def single(self, prompt: str, seed: int, num_videos: int, save_dir: Path, writes: bool) -> list[Path]:
-        """``num_videos`` videos of one prompt, named as HunyuanVideo names them."""
+    def single(self, prompt: str, seed: int, num_videos: int, save_dir: Path, writes: bool,
+               job: Callable[[int], dict]) -> list[Path]:
+        """``num_videos`` videos of one prompt, named as HunyuanVideo names them (never over a
+        finished video: a name taken already gets a number)."""
         variants = self.sample_variants(prompt, seed, num_videos)
         if not writes:
             return []
@@ -189,29 +245,20 @@ class _Generation:
             path = hunyuan_video_path(save_dir, video.seed, prompt)
             if num_videos > 1 and len({v.seed for v in variants[-1][1]}) == 1:  # one seed for all: number them
                 path = path.with_name(f"{path.stem}_{i}{path.suffix}")
-            written += self.write(path, prompt, [(name, videos[i], timing) for name, videos, timing in variants])
+            written += self.write(self.names.free(path), prompt, job(video.seed),
+                                  [(name, videos[i], timing) for name, videos, timing in variants])
         return written
 
-    def job(self, job: Job, path: Path) -> list[Path]:
+    def job(self, job: Job, path: Path, identity: dict) -> list[Path]:
         """One prompt x seed of a batch, written under the job's stable name."""
         variants = self.sample_variants(job.prompt, job.seed, 1)
-        return self.write(path, job.prompt, [(name, videos[0], timing) for name, videos, timing in variants])
-
-    def final_path(self, path: Path) -> Path:
-        """The file written last for ``path``: its presence marks the job finished."""
-        names = self.variant_names()
-        return path if len(names) == 1 else path.with_name(f"{path.stem}_{names[-1]}{path.suffix}")
-
-    def variant_names(self) -> list[str]:
-        if not self.backend.compare_with_baseline:
-            return ["video"]
-        return ["baseline", "easycache"] if self.options.enabled else ["baseline"]
+        return self.write(path, job.prompt, identity, [(name, videos[0], timing) for name, videos, timing in variants])
 
     # ------------------------------------------------------------------ sampling and timing
     def sample_variants(self, prompt: str, seed: int, num_videos: int) -> list[tuple[str, list[Video], dict]]:
         """Each variant (the video; or the baseline and the cached one) sampled, timed, recorded."""
         out = []
-        for name in self.variant_names():
+        for name in self.names.variants:
             config = dataclasses.replace(self.config, thresh=0.0) if name == "baseline" else self.config
             self.cache.config = config
             try:
@@ -249,18 +296,18 @@ class _Generation:
         return videos, timing
 
     # ------------------------------------------------------------------ writing
-    def write(self, path: Path, prompt: str, variants: list[tuple[str, Video, dict]]) -> list[Path]:
+    def write(self, path: Path, prompt: str, identity: dict, variants: list[tuple[str, Video, dict]]) -> list[Path]:
         """Each variant's video and run JSON; with a baseline, their metrics and a side-by-side GIF."""
         written = []
         for name, video, timing in variants:
-            target = path if name == "video" else path.with_name(f"{path.stem}_{name}{path.suffix}")
+            target = self.names.of(path, name)
             record = build_run_record(
                 backend=self.backend.name, args=vars(self.args), config=timing["config"],
                 easycache_enabled=self.options.enabled and name != "baseline", config_source=self.source,
                 summary=timing["summary"], records=timing["records"], num_steps=self.cache.num_steps,
                 seconds={k: timing[k] for k in ("end_to_end_seconds", "load_seconds")},
                 video=target, seed=video.seed, prompt=prompt,
-                extra=self.extra_record(),
+                extra={"job": identity, **self.extra_record()},
             )
             written.append(write_result(target, video.frames, record, fps=self.backend.fps))
         if len(variants) == 2:

@@ -71,7 +71,8 @@ def test_outside_a_checkout_says_what_is_missing_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["--backend", "diffusers", "--model", "/nonexistent/model", "--prompt", "x"], "cannot load the diffusers pipeline"),
+    (["--backend", "diffusers", "--model", "/nonexistent/model", "--prompt", "x"], "--model /nonexistent/model: no such folder"),
+    (["--backend", "diffusers", "--model", "no-such-org/no-such-model", "--prompt", "x"], "cannot load the diffusers pipeline"),
     (["--backend", "diffusers", "--prompt", "x", "--no-such-flag"], "--no-such-flag"),
     (["--backend", "diffusers", "--model", "m"], "no prompt"),
     (["--easycache-thresh", "-1", "--prompt", "x"], "thresh"),

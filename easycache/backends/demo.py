@@ -3,7 +3,8 @@
 Run like the diffusers backend (HunyuanVideo's flags), but each prompt is sampled twice from the
 same seed through the same code path: the baseline (threshold 0, bit-identical to no cache) and
 EasyCache; both videos, their run JSONs, the metrics between them and a side-by-side GIF are
-written. CPU timings are noisy, so each video is timed three times and the fastest kept.
+written. CPU timings are noisy, so each video is timed three times and the fastest kept. The model
+makes the size and length it was trained on (the defaults here); others are refused in one line.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 from loguru import logger
 
+from ..errors import UsageError
 from ..runner import Video
 from .diffusers import DiffusersBackend
 
@@ -23,6 +25,28 @@ class DemoBackend(DiffusersBackend):
     fps = 8
     timing_repeats = 3
     compare_with_baseline = True
+
+    def parser(self) -> argparse.ArgumentParser:
+        from ..demo.weights import load_demo_config
+
+        config = load_demo_config()
+        parser = super().parser()
+        parser.prog = "easycache_sample_video.py --backend demo"
+        parser.set_defaults(model="demo", video_size=[config.size, config.size], video_length=config.frames)
+        return parser
+
+    def parse(self, argv: list[str], need_prompt: bool):
+        args, settings = super().parse(argv, need_prompt)
+        from ..demo.weights import load_demo_config
+
+        config = load_demo_config()
+        trained = ([config.size, config.size], config.frames)
+        if (list(args.video_size), args.video_length) != trained:
+            raise UsageError(f"--video-size {' '.join(map(str, args.video_size))} --video-length {args.video_length}: "
+                             f"the demo model makes {config.frames} frames of {config.size}x{config.size}, the size "
+                             f"it was trained on; leave both flags out (or pass --video-size {config.size} "
+                             f"{config.size} --video-length {config.frames})")
+        return args, settings
 
     def load(self, args: argparse.Namespace) -> Any:
         from ..demo import load_demo_pipeline

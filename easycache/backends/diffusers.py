@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 
 from ..errors import UsageError
 from ..runner import Backend, Settings, Video, prompt_required
+from ._checks import check_device, check_frame_grid, check_sampling_flags
 
 DEFAULT_MODEL = "hunyuanvideo-community/HunyuanVideo"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -74,17 +76,31 @@ def enable_context_parallelism(pipe, args: argparse.Namespace) -> None:
         config=ContextParallelConfig(ulysses_degree=args.ulysses_degree, ring_degree=args.ring_degree))
 
 
-def parse(argv: list[str], need_prompt: bool = True) -> argparse.Namespace:
-    parser = build_parser()
+def parse(argv: list[str], need_prompt: bool = True, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """The flags, each checked before anything loads."""
+    parser = parser or build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        raise UsageError(f"{' '.join(unknown)}: not a flag of --backend diffusers (see --help)")
+        raise UsageError(f"{' '.join(unknown)}: not a flag of {parser.prog.split(' ', 1)[-1]} (see --help)")
     prompt_required(args.prompt, need_prompt)
     if len(args.video_size) == 1:
         args.video_size = args.video_size * 2
-    if len(args.video_size) != 2:
-        raise UsageError(f"--video-size takes HEIGHT WIDTH, got {args.video_size}")
+    check_sampling_flags(args)
+    check_device(args.device)
+    looks_like_a_path = args.model.startswith((".", os.sep, "~"))  # a hub id is "org/name"
+    if looks_like_a_path and not Path(args.model).expanduser().exists():
+        raise UsageError(f"--model {args.model}: no such folder; pass a diffusers pipeline folder or a hub id")
     return args
+
+
+def check_grid(pipe, args: argparse.Namespace) -> None:
+    """Refuse, before sampling, a length or size this pipeline would silently round (its VAE's
+    compression times its transformer's patch): diffusers gives 1 frame for --video-length 4."""
+    temporal = getattr(pipe, "vae_scale_factor_temporal", 1) or 1
+    spatial = getattr(pipe, "vae_scale_factor_spatial", None) or getattr(pipe, "vae_scale_factor", 1) or 1
+    patch = getattr(getattr(getattr(pipe, "transformer", None), "config", None), "patch_size", 1) or 1
+    patch = patch[-1] if isinstance(patch, (tuple, list)) else patch
+    check_frame_grid(args, int(temporal), int(spatial) * int(patch), type(pipe).__name__)
 
 
 def load_pipeline(model: str, args: argparse.Namespace):
@@ -141,12 +157,15 @@ class DiffusersBackend(Backend):
 
     name = "diffusers"
 
+    def parser(self) -> argparse.ArgumentParser:
+        return build_parser()
+
     def print_help(self) -> None:
         print()
-        build_parser().print_help()
+        self.parser().print_help()
 
     def parse(self, argv: list[str], need_prompt: bool) -> tuple[argparse.Namespace, Settings]:
-        args = parse(argv, need_prompt)
+        args = parse(argv, need_prompt, self.parser())
         save_dir = args.save_path if args.save_path_suffix == "" else f"{args.save_path}_{args.save_path_suffix}"
         return args, Settings(save_dir=Path(save_dir), prompt=args.prompt, seed=args.seed, steps=args.infer_steps,
                               num_videos=args.num_videos, splits_video=args.ulysses_degree * args.ring_degree > 1)
@@ -156,6 +175,7 @@ class DiffusersBackend(Backend):
         if context_parallel and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         pipe = load_pipeline(args.model, args)
+        check_grid(pipe, args)
         if context_parallel:
             enable_context_parallelism(pipe, args)
         return pipe

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..runner import Backend, Settings, Video, prompt_required
+from ._checks import check_frame_grid, check_sampling_flags
 
 CHECKOUT_HINT = (
     "run this inside a HunyuanVideo checkout, or pass --hunyuan-root PATH "
@@ -83,6 +84,14 @@ def parse_hyvideo_args(hy: SimpleNamespace, argv: list[str], root: Path, need_pr
     if not Path(args.dit_weight).exists():
         raise UsageError(f"the transformer weights {args.dit_weight} do not exist; {WEIGHTS_HINT}")
     prompt_required(args.prompt, need_prompt)
+    check_sampling_flags(args)
+    check_frame_grid(args, temporal=4, spatial=1, model="HunyuanVideo")  # it refuses other lengths itself, later
+    height, width = args.video_size
+    if height % 16 or width % 16:
+        from loguru import logger
+
+        logger.warning(f"--video-size {height} {width}: HunyuanVideo rounds the size up to multiples of 16: "
+                       f"{-(-height // 16) * 16} {-(-width // 16) * 16}")
     return args
 
 

@@ -35,11 +35,16 @@ def save_demo(folder: Path, config: DemoConfig, transformer: torch.nn.Module, te
     (folder / CONFIG).write_text(json.dumps({**config.to_dict(), **({"training": extra} if extra else {})}, indent=2))
 
 
-def load_demo(folder: Path = DEMO_DIR) -> tuple[DemoConfig, torch.nn.Module, TextEncoder]:
-    """The trained modules (float32, eval mode) and their config from ``folder``."""
+def load_demo_config(folder: Path = DEMO_DIR) -> DemoConfig:
+    """The shipped model's config (its frames, size, sampler), without its weights."""
     data = json.loads((folder / CONFIG).read_text())
     data.pop("training", None)
-    config = DemoConfig.from_dict(data)
+    return DemoConfig.from_dict(data)
+
+
+def load_demo(folder: Path = DEMO_DIR) -> tuple[DemoConfig, torch.nn.Module, TextEncoder]:
+    """The trained modules (float32, eval mode) and their config from ``folder``."""
+    config = load_demo_config(folder)
     transformer, text_encoder = build_modules(config)
     tensors = load_file(str(folder / WEIGHTS))
     for prefix, module in (("transformer.", transformer), ("text_encoder.", text_encoder)):

@@ -28,6 +28,11 @@ class SparseAttentionStep:
                     f"{c.first_times_fp}, first_layers_fp {c.first_layers_fp}"
                     + (f"; attention records: {self.state.record_path}" if self.state.record_path else ""))
 
+    def job_key(self) -> dict:
+        """What sparse attention changes in the video (where its records go does not)."""
+        config = dataclasses.asdict(self.config)
+        return {"svg": {k: v for k, v in config.items() if k not in ("record_attention", "output_path")}}
+
     def record(self) -> dict:
         """The config and what sparse attention did so far, under "svg"."""
         summary = self.state.summary() if self.state is not None else {}
