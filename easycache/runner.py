@@ -137,7 +137,8 @@ def run(backend: Backend, argv: list[str], options: RunOptions, extensions: tupl
     """Generate what the command line asks for; returns the videos this process wrote.
 
     ``extensions`` are steps beside the cache (sparse attention): each has ``prepare(model, args)``,
-    run after loading and before the cache, and ``record() -> dict`` for each run JSON.
+    run after loading and before the cache, ``record() -> dict`` for each run JSON and
+    ``job_key() -> dict``, what it changes in the video (part of the job a rerun must match).
     """
     args, settings = backend.parse(argv, need_prompt=options.prompts is None)
     check_seeds([settings.seed], "--seed")
