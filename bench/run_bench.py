@@ -1,37 +1,48 @@
 #!/usr/bin/env python3
 """EasyCache against every peer, side by side: same model, same prompts and seeds, one run.
 
-    python bench/run_bench.py --model demo --out bench/results
+    python bench/run_bench.py --model demo --repeats 2        # writes ./bench-results/run-YYYYmmdd-HHMMSS/
 
 For each method and setting: transformer calls computed / total, wall-clock speedup over the
 baseline measured in this run, PSNR (of the whole video's MSE, and the mean of per-frame PSNRs),
 SSIM (and LPIPS where it loads) against the baseline's frames, peak memory. Writes results.md
-(table), results.json and speed_psnr.png.
+(table), results.json and speed_psnr.png into a new folder (``--out``; an existing folder that
+already holds results is refused unless ``--overwrite``).
 
 "Computed" counts calls in which the transformer's last block ran (its output projection):
-EasyCache skips whole calls, block caches (FirstBlockCache, DBCache, MagCache, TaylorSeer) run the
-call but skip its later blocks; PyramidAttentionBroadcast skips attention inside blocks, so its
-calls all count as computed and only its time shows the saving. Before anything is timed, one
-generation warms the process up (allocator, kernels), so the baseline is not charged for it.
+EasyCache skips whole calls, block caches (FirstBlockCache, DBCache, MagCache) run the call but
+skip its later blocks; TaylorSeer and PyramidAttentionBroadcast skip work inside blocks, so their
+calls all count as computed and only their time shows the saving.
+
+Timing. One untimed generation warms the process up (allocator, kernels). Then, for each repeat
+and each (prompt, seed), the methods run in turn with the baseline (no cache) timed again before
+every ``--baseline-every`` methods and once after the last: ``baseline, m1, baseline, m2, ...,
+baseline``. A video's time is the best (minimum) of its runs, for the baseline over all of its
+interleaved runs, so background load while the baseline runs cannot inflate a speedup. Where every
+call counted as computed runs the whole transformer (EasyCache, FirstBlockCache, MagCache, DBCache),
+a speedup cannot exceed calls / computed; one that does (by more than 5%) is a timing artefact and
+is flagged in the table, the JSON and the log.
+
+Every mistake that can be known before the model loads (a bad flag, a missing model or prompt file,
+an --out that is a file, unwritable, or already holds results) is refused first, in one line, exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
+import os
+import re
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from loguru import logger
-
-from easycache.metrics import LpipsUnavailable, compare_videos, load_lpips
-from methods import Method, all_methods  # bench/: Python puts a script's own folder on the import path
-from report import write_plot, write_table
+if TYPE_CHECKING:  # the heavy imports (torch, diffusers) wait until the flags are known to be good
+    from methods import Method
 
 DEFAULT_PROMPTS = [
     "a red circle moving left",
@@ -39,24 +50,45 @@ DEFAULT_PROMPTS = [
     "a green triangle moving right",
     "a yellow circle moving down",
 ]
+RESULT_FILES = ("results.json", "results.md", "speed_psnr.png")
+DEFAULT_OUT_ROOT = "bench-results"  # under the current directory; never the committed bench/results
+MAX_SEED = 2**63 - 1
+# A speedup above calls / computed by more than this is flagged (timing noise of min-of-repeats is
+# well below it; the artefact it catches was 11.8x against a bound of 6.15x).
+SPEEDUP_TOLERANCE = 0.05
+# "owner/name" or "name": a hub id (on POSIX it contains os.sep, so it is a path only if it exists).
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
+
+
+class Refusal(Exception):
+    """A mistake known before the model loads: printed as ``error: <message>``, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own usage + error lines become one line
+        raise Refusal(f"{message} (see --help)")
 
 
 def load_model(name: str, dtype: str):
     """The pipeline to benchmark: the shipped demo model, or a diffusers pipeline folder / hub id."""
+    import torch
+
     if name == "demo":
         from easycache.demo import load_demo_pipeline
 
         return load_demo_pipeline()
     from diffusers import DiffusionPipeline
 
-    pipe = DiffusionPipeline.from_pretrained(name, torch_dtype=getattr(torch, dtype))
+    pipe = DiffusionPipeline.from_pretrained(os.path.expanduser(name), torch_dtype=getattr(torch, dtype))
     return pipe.to("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class CallCounter:
     """Counts transformer calls, and those in which its last block actually ran."""
 
-    def __init__(self, transformer: torch.nn.Module):
+    def __init__(self, transformer):
+        import torch
+
         self.calls = self.computed = 0
         linears = [m for m in _last_block(transformer).modules() if isinstance(m, torch.nn.Linear)]
         probe = linears[-1]  # the block's output projection: runs whenever the block itself runs
@@ -74,7 +106,7 @@ class CallCounter:
         return counts
 
 
-def _last_block(transformer: torch.nn.Module) -> torch.nn.Module:
+def _last_block(transformer):
     """The block that runs last: single-stream blocks follow double-stream ones (HunyuanVideo, Flux)."""
     for name in ("single_transformer_blocks", "transformer_blocks", "blocks", "layers"):
         blocks = getattr(transformer, name, None)
@@ -84,6 +116,10 @@ def _last_block(transformer: torch.nn.Module) -> torch.nn.Module:
 
 
 def call_kwargs(pipe, prompt: str, seed: int, args) -> dict:
+    import inspect
+
+    import torch
+
     wanted = {
         "prompt": prompt,
         "num_inference_steps": args.steps,
@@ -97,8 +133,11 @@ def call_kwargs(pipe, prompt: str, seed: int, args) -> dict:
     return {k: v for k, v in wanted.items() if v is not None and k in accepted}
 
 
-def frames_of(output) -> np.ndarray:
+def frames_of(output):
     """The first video of a pipeline output as (T, H, W, 3) uint8."""
+    import numpy as np
+    import torch
+
     video = output.frames[0]
     video = video.detach().float().cpu().numpy() if torch.is_tensor(video) else np.asarray(video)
     if video.shape[-1] not in (1, 3) and video.shape[1] in (1, 3):
@@ -107,6 +146,8 @@ def frames_of(output) -> np.ndarray:
 
 
 def reset_peak_memory():
+    import torch
+
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     try:  # Linux: reset the process's peak resident size (VmHWM)
@@ -116,6 +157,8 @@ def reset_peak_memory():
 
 
 def peak_memory_bytes() -> int | None:
+    import torch
+
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated()
     try:
@@ -127,32 +170,115 @@ def peak_memory_bytes() -> int | None:
     return None
 
 
-def run_method(method: Method, pipe, counter: CallCounter, jobs, args) -> dict:
-    """Generate every job with ``method`` installed; frames, counts, seconds, memory."""
-    generate = lambda prompt, seed: frames_of(pipe(**call_kwargs(pipe, prompt, seed, args)))  # noqa: E731
-    if method.calibrate is not None:
-        method.calibrate(pipe, lambda: generate(*jobs[0]))
-    handle = method.install(pipe)
-    try:
-        reset_peak_memory()
-        counter.take()
-        videos, seconds = [], 0.0
-        for prompt, seed in jobs:
-            best = math.inf
-            for _ in range(args.repeats):
-                started = time.perf_counter()
-                frames = generate(prompt, seed)
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                best = min(best, time.perf_counter() - started)
-            videos.append(frames)
-            seconds += best
-        calls, computed = counter.take()
-        memory = peak_memory_bytes()
-    finally:
-        method.remove(pipe, handle)
-    return {"videos": videos, "seconds": seconds, "calls": calls // args.repeats,
-            "computed": computed // args.repeats, "peak_memory_bytes": memory}
+# ---------------------------------------------------------------------------------------------
+# Timing: interleaved with the baseline, best of repeats, a speedup checked against its bound.
+
+
+def interleaved_order(n_methods: int, baseline_every: int = 1) -> list[int | None]:
+    """One (prompt, seed)'s runs in one repeat: indices of the methods, ``None`` for the baseline,
+    which runs before every ``baseline_every`` methods and once after the last."""
+    order: list[int | None] = []
+    for i in range(n_methods):
+        if i % baseline_every == 0:
+            order.append(None)
+        order.append(i)
+    order.append(None)
+    return order
+
+
+def calls_ratio(calls: int, computed: int) -> float | None:
+    """calls / computed: the most that skipping calls (or a call's last block) can speed a run up."""
+    return calls / computed if computed else None
+
+
+def speedup_exceeds_calls_ratio(speedup: float, calls: int, computed: int, bounded: bool,
+                                tolerance: float = SPEEDUP_TOLERANCE) -> bool:
+    """True where a speedup is above calls / computed (by more than ``tolerance``), for a method
+    whose computed calls each run the whole transformer (``bounded``): what it saves is the skipped
+    calls (or their later blocks) at most, the pipeline's other work (text encoders, VAE) is the
+    same, so a larger speedup is a timing artefact. Methods that skip work inside blocks
+    (TaylorSeer, PyramidAttentionBroadcast) count every call as computed, have no such bound and
+    are never flagged."""
+    ratio = calls_ratio(calls, computed)
+    if not bounded or ratio is None:
+        return False
+    return speedup > ratio * (1 + tolerance)
+
+
+@dataclass
+class Timing:
+    """One method's runs: per video its frames (first run), run times, counts (first run)."""
+
+    videos: list = field(default_factory=list)
+    run_seconds: list[list[float]] = field(default_factory=list)
+    calls: list[int] = field(default_factory=list)
+    computed: list[int] = field(default_factory=list)
+    peak_memory_bytes: int | None = None
+
+    def add(self, job: int, frames, seconds: float, calls: int, computed: int, memory: int | None):
+        if job == len(self.videos):
+            self.videos.append(frames)
+            self.run_seconds.append([])
+            self.calls.append(calls)
+            self.computed.append(computed)
+        self.run_seconds[job].append(seconds)
+        if memory is not None:
+            self.peak_memory_bytes = max(memory, self.peak_memory_bytes or 0)
+
+    @property
+    def seconds(self) -> float:
+        """The sum over videos of each video's best (minimum) run."""
+        return sum(min(runs) for runs in self.run_seconds)
+
+
+def _generate(pipe, counter: CallCounter, prompt: str, seed: int, args):
+    import torch
+
+    kwargs = call_kwargs(pipe, prompt, seed, args)
+    reset_peak_memory()
+    counter.take()
+    started = time.perf_counter()
+    frames = frames_of(pipe(**kwargs))
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    calls, computed = counter.take()
+    return frames, seconds, calls, computed, peak_memory_bytes()
+
+
+def time_methods(methods: list[Method], pipe, counter: CallCounter, jobs, args):
+    """Time the baseline (no cache installed) and ``methods`` interleaved (see ``interleaved_order``), each method
+    installed just before its generation and removed just after. Returns (baseline's Timing,
+    {method index: Timing}, {method index: reason it failed}); a method that fails is dropped from
+    later runs and reported, not fatal."""
+    base = Timing()
+    timings = {i: Timing() for i in range(len(methods))}
+    failed: dict[int, str] = {}
+    order = interleaved_order(len(methods), args.baseline_every)
+    for repeat in range(args.repeats):
+        logger().info(f"repeat {repeat + 1}/{args.repeats}: {len(jobs)} videos x {len(order)} runs "
+                      f"({order.count(None)} of them the baseline)")
+        for j, (prompt, seed) in enumerate(jobs):
+            for i in order:
+                if i is None:
+                    base.add(j, *_generate(pipe, counter, prompt, seed, args))
+                    continue
+                if i in failed:
+                    continue
+                method = methods[i]
+                try:
+                    handle = method.install(pipe)
+                    try:
+                        result = _generate(pipe, counter, prompt, seed, args)
+                    finally:
+                        method.remove(pipe, handle)
+                except Exception as error:  # a peer that breaks on this model is reported, not fatal
+                    failed[i] = (f"failed on this model: {type(error).__name__}: "
+                                 f"{(str(error).splitlines() or [''])[0][:200]}")
+                    logger().warning(f"{method.label}: {failed[i]}")
+                    continue
+                timings[i].add(j, *result)
+    return base, timings, failed
 
 
 def quality(base_videos, videos, lpips_fn) -> dict:
@@ -161,6 +287,11 @@ def quality(base_videos, videos, lpips_fn) -> dict:
     psnr is the whole-video-MSE PSNR (EasyCache's protocol), psnr_frame_mean the mean of per-frame
     PSNRs (cache-dit / Sparse-VideoGen); a video's inf (identical frames) is capped at 100 dB.
     """
+    import numpy as np
+    import torch
+
+    from easycache.metrics import compare_videos
+
     scores = [compare_videos(a, b, torch.device("cpu"), lpips_fn=lpips_fn) for a, b in zip(base_videos, videos)]
     mean = lambda values: float(np.mean(values)) if values and None not in values else None  # noqa: E731
     return {
@@ -171,35 +302,287 @@ def quality(base_videos, videos, lpips_fn) -> dict:
     }
 
 
+def result_row(method: Method, timing: Timing, base: Timing, base_quality_of, speedup: float | None = None) -> dict:
+    calls, computed = sum(timing.calls), sum(timing.computed)
+    speedup = base.seconds / timing.seconds if speedup is None else speedup
+    bounded = method.calls_bound_speedup
+    return {
+        "method": method.name, "setting": method.setting,
+        "calls": calls, "computed": computed, "seconds": timing.seconds, "speedup": speedup,
+        "calls_ratio": calls_ratio(calls, computed),
+        "calls_ratio_bounds_speedup": bounded,
+        "speedup_exceeds_calls_ratio": speedup_exceeds_calls_ratio(speedup, calls, computed, bounded),
+        "run_seconds": timing.run_seconds,
+        "peak_memory_bytes": timing.peak_memory_bytes,
+        **base_quality_of(timing.videos),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Flags: everything that can be checked before the model loads.
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="demo", help="demo, or a diffusers pipeline folder / hub id")
-    parser.add_argument("--prompt-file", help="one prompt per line (default: four demo prompts)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--height", type=int)
-    parser.add_argument("--width", type=int)
-    parser.add_argument("--frames", type=int)
+    parser = _Parser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="demo", help="demo, or a diffusers pipeline folder / hub id (owner/name)")
+    parser.add_argument("--prompt-file", help="one prompt per line, UTF-8 (default: four demo prompts)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds in [0, 2**63-1] (default: 0)")
+    parser.add_argument("--steps", type=int, default=30, help="denoising steps per video, >= 1 (default: 30)")
+    parser.add_argument("--height", type=int, help=">= 1 (default: the pipeline's)")
+    parser.add_argument("--width", type=int, help=">= 1 (default: the pipeline's)")
+    parser.add_argument("--frames", type=int, help=">= 1 (default: the pipeline's)")
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.01, 0.025, 0.05, 0.1],
-                        help="EasyCache thresholds")
-    parser.add_argument("--warmup-steps", type=int, default=5, help="EasyCache's warmup steps")
-    parser.add_argument("--methods", nargs="+", help="only methods whose name contains one of these")
-    parser.add_argument("--repeats", type=int, default=1, help="time each generation this many times, keep the fastest")
+                        help="EasyCache thresholds, finite and >= 0")
+    parser.add_argument("--warmup-steps", type=int, default=5, help="EasyCache's warmup steps, >= 0")
+    parser.add_argument("--methods", nargs="+", help="only methods whose name contains one of these (no cache always runs)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="timed runs of each method per video, >= 1; the fastest is kept (2 or more for "
+                             "speedups you will quote)")
+    parser.add_argument("--baseline-every", type=int, default=1, metavar="K",
+                        help="time the baseline again before every K methods (default 1: between every two "
+                             "methods; larger is faster, and less robust to background load)")
     parser.add_argument("--no-lpips", action="store_true")
-    parser.add_argument("--dtype", default="bfloat16", help="dtype for a diffusers model")
-    parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--dtype", default="bfloat16", help="torch dtype for a diffusers model (default: bfloat16)")
+    parser.add_argument("--out", metavar="FOLDER",
+                        help=f"where results.json, results.md and speed_psnr.png go (default: a new folder "
+                             f"./{DEFAULT_OUT_ROOT}/run-YYYYmmdd-HHMMSS under the current directory; never the "
+                             f"committed bench/results). A folder that already holds one of them is refused "
+                             f"unless --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace results.json, results.md, speed_psnr.png in an existing --out (nothing "
+                             "else in the folder is touched)")
     return parser.parse_args(argv)
 
 
-@torch.no_grad()
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    prompts = DEFAULT_PROMPTS
-    if args.prompt_file:
-        from easycache.batch import read_prompts
+def check_numbers(args) -> None:
+    def at_least(flag: str, value, low: int, what: str):
+        if value is not None and value < low:
+            raise Refusal(f"{flag} {value}: must be at least {low} ({what})")
 
-        prompts = read_prompts(args.prompt_file)
+    at_least("--steps", args.steps, 1, "denoising steps per video")
+    at_least("--repeats", args.repeats, 1, "timed runs of each method per video")
+    at_least("--baseline-every", args.baseline_every, 1, "methods between two timed baseline runs")
+    at_least("--warmup-steps", args.warmup_steps, 0, "EasyCache's steps that always compute")
+    for flag in ("height", "width", "frames"):
+        at_least(f"--{flag}", getattr(args, flag), 1, f"the video's {flag}; leave it out for the pipeline's default")
+    for seed in args.seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise Refusal(f"--seeds {seed}: a seed must be in [0, 2**63-1]")
+    for threshold in args.thresholds:
+        if not (math.isfinite(threshold) and threshold >= 0):
+            raise Refusal(f"--thresholds {threshold}: an EasyCache threshold must be a finite number >= 0")
+
+
+def check_model(name: str) -> None:
+    """A local folder must exist and be a diffusers pipeline; a hub id offline must be cached."""
+    if name == "demo":
+        return
+    path = Path(os.path.expanduser(name))
+    if path.exists():
+        if not path.is_dir():
+            raise Refusal(f"--model {name} is a file; pass a diffusers pipeline folder, a hub id (owner/name), or demo")
+        if not (path / "model_index.json").is_file():
+            raise Refusal(f"--model {name} has no model_index.json, so it is not a diffusers pipeline folder; "
+                          f"pass the folder pipe.save_pretrained() wrote, a hub id (owner/name), or demo")
+        return
+    looks_like_path = os.path.isabs(name) or name.startswith((".", "~")) or not HUB_ID.fullmatch(name) or (
+        os.altsep is not None and os.altsep in name)
+    if looks_like_path:
+        raise Refusal(f"--model {name}: no such folder; pass a diffusers pipeline folder, a hub id (owner/name), or demo")
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, "model_index.json"), str):
+            raise Refusal(f"--model {name}: not a local folder, and not in the hub cache while HF_HUB_OFFLINE is "
+                          f"set; download it first, or pass a local pipeline folder")
+
+
+def check_prompt_file(path: str | None) -> list[str]:
+    if path is None:
+        return DEFAULT_PROMPTS
+    if not Path(path).is_file():
+        what = "is a folder" if Path(path).is_dir() else "no such file"
+        raise Refusal(f"--prompt-file {path}: {what}; pass a text file with one prompt per line")
+    from easycache.batch import read_prompts
+    from easycache.errors import UsageError
+
+    try:
+        return read_prompts(path)  # unreadable, not UTF-8 (named by line), or no prompts: one UsageError
+    except UsageError as error:
+        raise Refusal(str(error)) from None
+
+
+def check_dtype(name: str) -> None:
+    import torch
+
+    if not isinstance(getattr(torch, name, None), torch.dtype):
+        raise Refusal(f"--dtype {name}: not a torch dtype; use bfloat16, float16 or float32")
+
+
+def chosen_methods(args) -> list[Method]:
+    """The baseline first, then the methods ``--methods`` names (all where it is not given)."""
+    from methods import (
+        all_methods,  # bench/: Python puts a script's own folder on the import path
+    )
+
+    methods = all_methods(args.steps, tuple(args.thresholds), warmup_steps=args.warmup_steps)
+    if args.methods:
+        unmatched = [k for k in args.methods if not any(k.lower() in m.name.lower() for m in methods)]
+        if unmatched:
+            names = ", ".join(dict.fromkeys(m.name for m in methods))
+            raise Refusal(f"--methods {' '.join(unmatched)}: matches no method; choose from: {names}")
+        methods = [m for m in methods if m.name == "no cache" or any(k.lower() in m.name.lower() for k in args.methods)]
+    return methods
+
+
+def check_out(args) -> list[str]:
+    """Without touching anything: --out is not a file, can be created, and holds no results unless
+    --overwrite. Returns the result files that --overwrite will replace."""
+    if args.out is None:
+        return []
+    out = Path(os.path.expanduser(args.out))
+    if out.exists() and not out.is_dir():
+        raise Refusal(f"--out {args.out} is a file; pass a folder (a new one, or one that holds no results)")
+    if not out.exists():
+        parent = next(p for p in out.absolute().parents if p.exists())
+        if not parent.is_dir():
+            raise Refusal(f"--out {args.out}: cannot create the folder, {parent} is a file; pass another --out")
+        return []
+    present = [name for name in RESULT_FILES if os.path.lexists(out / name)]
+    if present and not args.overwrite:
+        raise Refusal(f"--out {args.out} already holds {', '.join(present)}; pass a new folder, or add --overwrite "
+                      f"to replace {'it' if len(present) == 1 else 'them'} (nothing else in the folder is touched)")
+    for name in present:
+        if not (out / name).is_file() or (out / name).is_symlink():
+            raise Refusal(f"--out {args.out}: {name} there is not a plain file, so --overwrite would not replace "
+                          f"it; move it away or pass another --out")
+    return present
+
+
+def default_out(root: Path | None = None) -> Path:
+    """A folder name not taken yet: ``./bench-results/run-YYYYmmdd-HHMMSS`` (``-2``, ``-3``... when
+    taken)."""
+    root = Path.cwd() / DEFAULT_OUT_ROOT if root is None else root
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate, n = root / f"run-{stamp}", 1
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = root / f"run-{stamp}-{n}"
+    return candidate
+
+
+def prepare_out(args) -> tuple[Path, list[Path]]:
+    """Create --out (or the new default folder) and prove it writable with a probe file (written and
+    deleted). Returns the folder and the folders created, deepest first (removed again if the run
+    writes nothing)."""
+    given = args.out is not None
+    out = Path(os.path.expanduser(args.out)) if given else default_out()
+    created = [p for p in (out, *out.absolute().parents) if not os.path.lexists(p)]
+    try:
+        out.mkdir(parents=True, exist_ok=given)
+    except FileExistsError:
+        if not given:  # the default folder appeared meanwhile (another run this second): take the next
+            return prepare_out(args)
+        raise Refusal(f"--out {out} is a file; pass a folder (a new one, or one that holds no results)") from None
+    except OSError as error:
+        raise Refusal(f"--out {out}: cannot create the folder ({error.strerror}); pass a writable folder") from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-probe-"):
+            pass
+    except OSError as error:
+        remove_if_empty(created)
+        raise Refusal(f"--out {out}: cannot write there ({error.strerror}); pass a writable folder") from None
+    return out, created
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()  # only ever an empty folder this run created
+        except OSError:
+            return
+
+
+def write_results(out: Path, rows: list[dict], meta: dict, overwrite: bool) -> tuple[Path, str]:
+    """results.json, results.md, speed_psnr.png, each written under a temporary name then renamed.
+    Without --overwrite, results that appeared in ``out`` during the run are kept: ours then go to a
+    new folder inside it."""
+    from report import write_plot, write_table
+
+    present = [name for name in RESULT_FILES if os.path.lexists(out / name)]
+    if present and not overwrite:
+        fresh = default_out(out)
+        logger().warning(f"{out} got {', '.join(present)} during this run; they are kept, these results go to {fresh}")
+        out = fresh
+        out.mkdir(parents=True)
+    elif present:
+        logger().info(f"--overwrite: replacing {', '.join(present)} in {out}")
+    partial = {name: out / f".{Path(name).stem}.partial-{os.getpid()}{Path(name).suffix}" for name in RESULT_FILES}
+    try:
+        partial["results.json"].write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        table = write_table(rows, meta, partial["results.md"])
+        write_plot(rows, meta, partial["speed_psnr.png"])
+        for name, path in partial.items():
+            os.replace(path, out / name)
+    finally:
+        for path in partial.values():
+            path.unlink(missing_ok=True)
+    return out, table
+
+
+def logger():
+    from loguru import logger as _logger
+
+    return _logger
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except Refusal as refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
+
+
+def _main(argv=None) -> int:
+    args = parse_args(argv)
+    # Cheap checks first (no torch), then those that import it; nothing is created before all pass.
+    check_numbers(args)
+    check_model(args.model)
+    replaced = check_out(args)
+    prompts = check_prompt_file(args.prompt_file)
+    check_dtype(args.dtype)
+    methods = chosen_methods(args)
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise Refusal("matplotlib is not installed (it draws speed_psnr.png): pip install -e '.[bench]'")
+    out, created = prepare_out(args)
+    if replaced:
+        logger().info(f"--overwrite: {', '.join(replaced)} in {out} will be replaced at the end of the run")
+    written = False
+    try:
+        import torch
+
+        with torch.no_grad():
+            written = run(args, prompts, methods, out)
+    finally:
+        if not written:
+            remove_if_empty(created)
+    return 0
+
+
+def run(args, prompts: list[str], methods: list[Method], out: Path) -> bool:
+    import torch
+
+    from easycache.metrics import LpipsUnavailable, load_lpips
+
+    log = logger()
     jobs = [(p, s) for p in prompts for s in args.seeds]
+    log.info(f"loading model {args.model} ...")
     pipe = load_model(args.model, args.dtype)
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
@@ -211,46 +594,63 @@ def main(argv=None) -> int:
         except LpipsUnavailable as error:
             lpips_status = f"unavailable: {error}"
 
-    methods = all_methods(args.steps, tuple(args.thresholds), warmup_steps=args.warmup_steps)
-    if args.methods:
-        methods = [m for m in methods if m.name == "no cache" or any(k.lower() in m.name.lower() for k in args.methods)]
     frames_of(pipe(**call_kwargs(pipe, *jobs[0], args)))  # warm-up, untimed
-    rows, base = [], None
-    for method in methods:
-        row = {"method": method.name, "setting": method.setting}
-        if method.unavailable:
-            row["unavailable"] = method.unavailable
-            logger.warning(f"{method.label}: not run: {method.unavailable}")
-            rows.append(row)
+    baseline, peers = methods[0], methods[1:]  # all_methods lists the baseline (no cache) first
+    unavailable: dict[int, str] = {i: m.unavailable for i, m in enumerate(peers) if m.unavailable}
+    for i, method in enumerate(peers):
+        if i in unavailable or method.calibrate is None:
             continue
-        logger.info(f"{method.label}: {len(jobs)} videos")
         try:
-            result = run_method(method, pipe, counter, jobs, args)
-        except Exception as error:  # a peer that breaks on this model is reported, not fatal
-            row["unavailable"] = f"failed on this model: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
-            logger.warning(f"{method.label}: {row['unavailable']}")
-            rows.append(row)
+            method.calibrate(pipe, lambda: frames_of(pipe(**call_kwargs(pipe, *jobs[0], args))))
+        except Exception as error:
+            unavailable[i] = f"calibration failed on this model: {type(error).__name__}: {str(error)[:200]}"
+    for i in sorted(unavailable):
+        log.warning(f"{peers[i].label}: not run: {unavailable[i]}")
+    runnable = [i for i in range(len(peers)) if i not in unavailable]
+    log.info(f"timing {len(runnable)} methods against {baseline.label} on {len(jobs)} videos, "
+             f"{args.repeats} repeat(s), the baseline before every {args.baseline_every} method(s)")
+    base, timings, failed = time_methods([peers[i] for i in runnable], pipe, counter, jobs, args)
+    timings = {runnable[k]: t for k, t in timings.items()}
+    unavailable.update({runnable[k]: reason for k, reason in failed.items()})
+
+    base_quality_of = lambda videos: quality(base.videos, videos, lpips_fn)  # noqa: E731
+    rows = [result_row(baseline, base, base, base_quality_of, speedup=1.0)]
+    for i, method in enumerate(peers):
+        if i in unavailable:
+            rows.append({"method": method.name, "setting": method.setting, "unavailable": unavailable[i]})
             continue
-        if base is None:
-            base = result
-        row.update(
-            calls=result["calls"], computed=result["computed"], seconds=result["seconds"],
-            speedup=base["seconds"] / result["seconds"], peak_memory_bytes=result["peak_memory_bytes"],
-            **quality(base["videos"], result["videos"], lpips_fn),
-        )
+        row = result_row(method, timings[i], base, base_quality_of)
+        if row["speedup_exceeds_calls_ratio"]:
+            log.warning(f"{method.label}: speedup {row['speedup']:.2f}x is above calls / computed "
+                        f"({row['calls']} / {row['computed']} = {row['calls_ratio']:.2f}x), the most that skipping "
+                        f"calls can give: a timing artefact (background load?); rerun with more --repeats")
         rows.append(row)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
-    meta = {"model": args.model, "prompts": prompts, "seeds": args.seeds, "steps": args.steps,
-            "repeats": args.repeats, "device": device, "lpips": lpips_status, "torch": torch.__version__}
-    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    table = write_table(rows, meta, out / "results.md")
-    write_plot(rows, meta, out / "speed_psnr.png")
-    logger.info(f"wrote {out / 'results.md'}, results.json, speed_psnr.png")
+    meta = {
+        "model": args.model, "prompts": prompts, "seeds": args.seeds, "steps": args.steps,
+        "repeats": args.repeats, "device": device, "lpips": lpips_status, "torch": torch.__version__,
+        "timing": {
+            "warmup": "one untimed baseline generation before anything is timed",
+            "order": ("for each repeat, for each (prompt, seed): the methods in turn, each installed just "
+                      "before its generation and removed after it, the baseline timed before every "
+                      f"{args.baseline_every} method(s) and once after the last"),
+            "baseline_every": args.baseline_every,
+            "repeats": args.repeats,
+            "baseline_runs_per_video": len(base.run_seconds[0]),
+            "seconds": "per video the best (minimum) of its runs (the baseline: of all its interleaved runs), "
+                       "summed over videos",
+            "speedup": "baseline seconds / method seconds",
+            "calls_ratio_bound": ("where calls_ratio_bounds_speedup (every computed call runs the whole "
+                                  "transformer: EasyCache, FirstBlockCache, MagCache, DBCache) a speedup above "
+                                  f"calls / computed x {1 + SPEEDUP_TOLERANCE:g} is a timing artefact: "
+                                  "speedup_exceeds_calls_ratio"),
+        },
+    }
+    out, table = write_results(out, rows, meta, args.overwrite)
+    log.info(f"wrote {out / 'results.md'}, results.json, speed_psnr.png")
     sys.stdout.write(table + "\n")
-    return 0
+    return True
 
 
 if __name__ == "__main__":
