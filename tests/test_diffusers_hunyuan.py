@@ -193,3 +193,17 @@ def test_unsupported_pipeline_names_the_supported_ones():
 
     with pytest.raises(TypeError, match="supported diffusers pipelines: HunyuanVideoPipeline"):
         easycache.apply_easycache(SomeImagePipeline())
+
+
+def test_installed_cache_accepts_a_pipeline_and_the_wrapper_keeps_the_forward_signature(tiny_pipe):
+    import inspect
+
+    signature = inspect.signature(tiny_pipe.transformer.forward)
+    cache = easycache.apply_easycache(tiny_pipe, EasyCacheConfig())
+    try:
+        assert easycache.installed_cache(tiny_pipe) is cache is easycache.installed_cache(tiny_pipe.transformer)
+        assert tiny_pipe.transformer.forward.__name__ == "forward"
+        assert inspect.signature(tiny_pipe.transformer.forward) == signature
+    finally:
+        easycache.remove_easycache(tiny_pipe)
+    assert easycache.installed_cache(tiny_pipe) is None
