@@ -82,8 +82,10 @@ def _scalar_type(hint: Any) -> type:
 
 
 # ---------------------------------------------------------------------------- the entries' flags
-def entry_parser(prog: str, description: str, sparse: bool = False) -> argparse.ArgumentParser:
-    """The flags an entry adds to the backend's own: the cache's, the backend, many videos; SVG's."""
+def entry_parser(prog: str, description: str, sparse: bool = False, backend: str | None = None,
+                 checkout: str = "HunyuanVideo") -> argparse.ArgumentParser:
+    """The flags an entry adds to the backend's own: the cache's, the backend (unless the entry
+    fixes it), many videos; SVG's."""
     from .backends import BACKENDS
 
     parser = argparse.ArgumentParser(
@@ -95,10 +97,14 @@ def entry_parser(prog: str, description: str, sparse: bool = False) -> argparse.
     add_config_flags(group, EasyCacheConfig, EASYCACHE_FLAG)
     group.add_argument("--no-easycache", action="store_true",
                        help="the baseline: every step computed, through the same code path (threshold 0)")
-    group.add_argument("--backend", choices=BACKENDS, default=None,
-                       help="tencent: HunyuanVideo's own code (a checkout); diffusers: a diffusers pipeline named "
-                       "by --model; demo: the embedded demo model (default: tencent; demo with --model demo)")
-    group.add_argument("--hunyuan-root", default=None, help="HunyuanVideo checkout (default: the current directory)")
+    if backend is None:
+        group.add_argument("--backend", choices=BACKENDS, default=None,
+                           help="tencent: HunyuanVideo's own code (a checkout); hunyuan15: HunyuanVideo-1.5's; "
+                           "diffusers: a diffusers pipeline named by --model; demo: the embedded demo model "
+                           "(default: tencent; demo with --model demo)")
+    else:
+        parser.set_defaults(backend=backend)
+    group.add_argument("--hunyuan-root", default=None, help=f"{checkout} checkout (default: the current directory)")
     many = parser.add_argument_group("many videos (resumable; torchrun ranks share the work)")
     many.add_argument("--prompt-file", default=None, help="one prompt per line; every prompt x seed is one video")
     many.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds for every prompt (default: --seed)")

@@ -61,6 +61,7 @@ class Backend:
     fps = 24
     timing_repeats = 1  # sample each video this many times and keep the fastest (noisy CPU timings)
     compare_with_baseline = False  # also sample at threshold 0; write both, their metrics and a GIF
+    easycache_enabled = True  # set by the runner before ``parse``: False under --no-easycache
 
     def __init__(self, hunyuan_root: str | None = None):
         self.hunyuan_root = hunyuan_root  # the checkout, for backends that run one (--hunyuan-root)
@@ -86,6 +87,13 @@ class Backend:
     def extra_record(self) -> dict:
         """More to write into each run JSON."""
         return {}
+
+    def video_path(self, save_dir: Path, seed: int, prompt: str) -> Path:
+        """Where a single run's video goes (a batch names its videos by job): HunyuanVideo's naming."""
+        return hunyuan_video_path(save_dir, seed, prompt)
+
+    def written(self, path: Path) -> None:
+        """After a video and its run JSON are written: files the code base writes beside them."""
 
     def job_key(self, args: argparse.Namespace) -> dict:
         """What makes two videos the same job besides prompt, seed and cache settings (the model,
@@ -140,6 +148,7 @@ def run(backend: Backend, argv: list[str], options: RunOptions, extensions: tupl
     run after loading and before the cache, ``record() -> dict`` for each run JSON and
     ``job_key() -> dict``, what it changes in the video (part of the job a rerun must match).
     """
+    backend.easycache_enabled = options.enabled
     args, settings = backend.parse(argv, need_prompt=options.prompts is None)
     check_seeds([settings.seed], "--seed")
     check_seeds(options.seeds or [], "--seeds")
@@ -243,7 +252,7 @@ class _Generation:
             return []
         written = []
         for i, video in enumerate(variants[-1][1]):
-            path = hunyuan_video_path(save_dir, video.seed, prompt)
+            path = self.backend.video_path(save_dir, video.seed, prompt)
             if num_videos > 1 and len({v.seed for v in variants[-1][1]}) == 1:  # one seed for all: number them
                 path = path.with_name(f"{path.stem}_{i}{path.suffix}")
             written += self.write(self.names.free(path), prompt, job(video.seed),
@@ -311,6 +320,7 @@ class _Generation:
                 extra={"job": identity, **self.extra_record()},
             )
             written.append(write_result(target, video.frames, record, fps=self.backend.fps))
+            self.backend.written(target)
         if len(variants) == 2:
             from .comparison import write_comparison
 

@@ -1,0 +1,230 @@
+"""easycache_generate.py against a real HunyuanVideo-1.5 checkout, on CPU.
+
+Set HYVIDEO15_ROOT to a checkout (git clone https://github.com/Tencent-Hunyuan/HunyuanVideo-1.5).
+Tiny random checkpoints are written in its own ``--model_path`` layout; only what is CUDA-only there
+is shimmed (tests/hunyuan15_tiny.py says exactly what). Skipped, with its reason, without the
+variable. The first test needs no checkout: ``--help`` and a bad EasyCache flag, in a subprocess
+without a GPU.
+
+Not covered on CPU: ``--group_offloading`` (diffusers' group offload onto CUDA streams), torchrun
+sequence parallelism (NCCL) and the SR stage's run; a wrapper placed where they sit (on the
+transformer instance, after generate.py's optimizations) stands in for them.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PROMPT = "a cat walks on the grass"
+
+
+def run_entry(*args, cwd):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, str(REPO / "easycache_generate.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_help_and_a_bad_flag_without_gpu_or_checkout(tmp_path):
+    shown = run_entry("--help", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "--easycache-thresh" in shown.stdout and "--no-easycache" in shown.stdout
+    assert "HunyuanVideo-1.5's own flags (generate.py) are listed here when its checkout is found" in shown.stdout
+    bad = run_entry("--easycache-thresh", "-1", "--prompt", "x", cwd=tmp_path)
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) == 1 and "--easycache-thresh" in lines[0], bad.stderr
+    no_checkout = run_entry("--prompt", "x", "--resolution", "480p", "--model_path", ".", cwd=tmp_path)
+    lines = no_checkout.stderr.strip().splitlines()
+    assert no_checkout.returncode == 2 and len(lines) == 1 and "--hunyuan-root" in lines[0], no_checkout.stderr
+
+
+# ---------------------------------------------------------------------------- with the checkout
+from hunyuan15_tiny import (  # noqa: E402
+    enable_cpu_shims, hyvideo15_root_or_skip_reason, single_process_env, tiny_flags, write_reference_image,
+    write_tiny_checkpoints,
+)
+
+ROOT, SKIP_REASON = hyvideo15_root_or_skip_reason()
+needs_checkout = pytest.mark.skipif(ROOT is None, reason=f"HunyuanVideo-1.5 integration: {SKIP_REASON}")
+
+
+@pytest.fixture(scope="module")
+def hy15(tmp_path_factory):
+    """The checkout importable on CPU, tiny weights, a reference image: (modules, flags, folder).
+    Skipped, with its reason, without a checkout."""
+    if ROOT is None:
+        pytest.skip(f"HunyuanVideo-1.5 integration: {SKIP_REASON}")
+    folder = tmp_path_factory.mktemp("hunyuan15")
+    env = single_process_env()
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        with enable_cpu_shims(ROOT) as modules:
+            model_path = write_tiny_checkpoints(folder / "ckpts")
+            modules.image = write_reference_image(folder / "ref.png")
+            yield modules, ["--hunyuan-root", str(ROOT), *tiny_flags(model_path)], folder
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture()
+def inside(hy15, monkeypatch):
+    """Count the calls that reach a wrapper placed on the transformer instance after generate.py's
+    optimizations, where group offloading's hooks and FP8/compiled blocks sit (sequence parallelism
+    is inside its forward): a reused step must not reach it."""
+    modules, _, _ = hy15
+    pipeline_class = modules.pipeline.HunyuanVideo_1_5_Pipeline
+    original = pipeline_class.apply_infer_optimization
+    seen = []
+
+    def apply_and_wrap(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        inner = self.transformer.forward
+
+        def wrapped(hidden_states, *a, **kw):
+            out = inner(hidden_states, *a, **kw)
+            seen.append((tuple(hidden_states.shape), tuple(out[0].shape)))
+            return out
+
+        self.transformer.forward = wrapped
+
+    monkeypatch.setattr(pipeline_class, "apply_infer_optimization", apply_and_wrap)
+    return seen
+
+
+def generate(hy15, out, *extra, steps=12):
+    import easycache_generate
+
+    _, flags, folder = hy15
+    code = easycache_generate.main([*flags, "--prompt", PROMPT, "--seed", "1", "--num_inference_steps", str(steps),
+                                    "--output_path", str(folder / out), *extra])
+    assert code == 0
+    video = folder / out
+    return video, json.loads(video.with_suffix(".json").read_text())
+
+
+def one_decision_per_step(run, steps):
+    assert run["summary"]["calls"] == steps == len(run["records"])
+    assert [r["step"] for r in run["records"]] == list(range(steps))
+
+
+@needs_checkout
+def test_threshold_zero_is_the_uncached_video_with_generate_py_outputs(hy15):
+    base, base_run = generate(hy15, "base.mp4", "--cfg_distilled", "--no-easycache")
+    zero, zero_run = generate(hy15, "zero.mp4", "--cfg_distilled", "--easycache-thresh", "0")
+    assert np.array_equal(iio.imread(base), iio.imread(zero))
+    for run in (base_run, zero_run):
+        one_decision_per_step(run, 12)  # cfg-distilled: one call (batch 1) per step
+        assert run["summary"]["computed"] == 12 and run["backend"] == "hunyuan15"
+    assert "not tuned" in zero_run["easycache"]["source"]
+    assert zero_run["hunyuan15"] == {"transformer_version": "480p_t2v_distilled", "task": "t2v", "sr": False,
+                                     "sr_cached": False}
+    config = json.loads(base.with_name("base_config.json").read_text())  # generate.py's own
+    assert config["transformer_version"] == "480p_t2v_distilled" and config["arguments"]["prompt"] == PROMPT
+
+
+@needs_checkout
+def test_cfg_one_decision_per_step_and_reused_steps_skip_what_is_inside(hy15, inside):
+    video, run = generate(hy15, "cfg.mp4", "--easycache-thresh", "1.5", "--easycache-warmup-steps", "3")
+    summary = run["summary"]
+    print(f"\nHunyuanVideo-1.5 tiny T2V with CFG, thresh 1.5: {summary['computed']}/{summary['calls']} computed")
+    one_decision_per_step(run, 12)  # CFG: one call per step, the batch doubled
+    assert summary["reused"] > 0 and len(inside) == summary["computed"]
+    assert all(shape[0] == 2 for shape, _ in inside)
+    records = run["records"]
+    assert all(r["computed"] for r in records[:3]) and records[-1]["computed"]
+    assert iio.imread(video).shape[0] == 1
+
+
+@needs_checkout
+def test_i2v_rule_uses_the_predicted_channels(hy15, inside):
+    modules, _, _ = hy15
+    video, run = generate(hy15, "i2v.mp4", "--cfg_distilled", "--image_path", str(modules.image),
+                          "--easycache-thresh", "1.5", "--easycache-warmup-steps", "3")
+    summary = run["summary"]
+    print(f"\nHunyuanVideo-1.5 tiny I2V, thresh 1.5: {summary['computed']}/{summary['calls']} computed")
+    one_decision_per_step(run, 12)
+    assert run["hunyuan15"]["task"] == "i2v" and summary["reused"] > 0 and len(inside) == summary["computed"]
+    (in_shape, out_shape), = set(inside)
+    assert in_shape[1] == 2 * out_shape[1] + 1 and in_shape[2:] == out_shape[2:]  # [latents, cond, mask] -> latents
+
+
+@needs_checkout
+def test_step_distilled_is_refused_with_easycache(hy15, capsys):
+    import easycache
+    import easycache_generate
+    from easycache.backends import hunyuan15
+
+    modules, flags, folder = hy15
+    distilled = [*flags, "--prompt", PROMPT, "--enable_step_distill", "--image_path", str(modules.image),
+                 "--num_inference_steps", "8", "--output_path", str(folder / "step.mp4")]
+    assert easycache_generate.main(distilled) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--enable_step_distill" in err[0] and "--no-easycache" in err[0]
+    assert easycache_generate.main([*distilled, "--no-easycache"]) == 0
+    assert json.loads((folder / "step.json").read_text())["summary"]["computed"] == 8
+
+    # The premise, measured: the rule at its defaults would reuse none of the 8 steps.
+    backend = hunyuan15.Hunyuan15Backend(hunyuan_root=str(ROOT))
+    backend.easycache_enabled = False  # as under --no-easycache: parse lets the step-distilled model through
+    args, _ = backend.parse(distilled[2:], need_prompt=True)
+    model = backend.load(args)
+    cache = easycache.apply_easycache(model)
+    try:
+        backend.sample(model, args, PROMPT, 1, 1)
+        assert cache.config.thresh == 0.025 and cache.summary()["calls"] == 8 and cache.summary()["reused"] == 0
+    finally:
+        easycache.remove_easycache(model)
+
+
+@needs_checkout
+def test_one_line_errors(hy15, capsys):
+    import easycache_generate
+
+    _, flags, folder = hy15
+    for extra, expected in ((["--enable_cache"], "--enable_cache"), (["--model_path", str(folder / "none")],
+                                                                      "weights were not found"),
+                            (["--resolution", "1080p"], "invalid choice")):
+        assert easycache_generate.main([*flags, "--prompt", PROMPT, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], err
+
+
+@needs_checkout
+def test_prompt_file_and_seeds(hy15):
+    import easycache_generate
+
+    _, flags, folder = hy15
+    prompts = folder / "prompts.txt"
+    prompts.write_text("a cat walks on the grass\na dog runs in the park\n")
+    many = folder / "many"
+    code = easycache_generate.main([*flags, "--cfg_distilled", "--num_inference_steps", "4", "--output_path",
+                                    str(many / "ignored.mp4"), "--prompt-file", str(prompts), "--seeds", "7"])
+    assert code == 0
+    videos = sorted(p.name for p in many.glob("*.mp4"))
+    assert videos == ["00000_seed7_a cat walks on the grass.mp4", "00001_seed7_a dog runs in the park.mp4"]
+    for name in videos:
+        stem = name[:-4]
+        assert json.loads((many / f"{stem}.json").read_text())["summary"]["calls"] == 4
+        assert json.loads((many / f"{stem}_config.json").read_text())["arguments"]["seed"] == 7
+
+
+@needs_checkout
+def test_default_output_name_is_generate_py_s(hy15, monkeypatch):
+    import easycache_generate
+
+    _, flags, folder = hy15
+    monkeypatch.chdir(folder)
+    assert easycache_generate.main([*flags, "--prompt", PROMPT, "--cfg_distilled", "--num_inference_steps", "2"]) == 0
+    video, = (folder / "outputs").glob("output_480p_t2v_distilled_*.mp4")
+    assert video.with_suffix(".json").is_file() and video.with_name(f"{video.stem}_config.json").is_file()
