@@ -25,6 +25,10 @@ class Method:
     true of the methods that skip whole calls (EasyCache) or a call's later blocks (FirstBlockCache,
     MagCache, DBCache); not of those that skip work inside blocks (TaylorSeer,
     PyramidAttentionBroadcast, FasterCache), whose calls all count as computed.
+
+    ``leaves_state``: removing it does not restore the transformer for every other method (cache-dit
+    1.5's ``disable_cache`` leaves patches under which diffusers' FirstBlockCache fails and MagCache
+    loses 10 dB on the demo, measured): the bench times such methods after all the others.
     """
 
     name: str
@@ -34,6 +38,7 @@ class Method:
     unavailable: str | None = None
     calibrate: Callable[[Any, Callable[[], Any]], None] | None = field(default=None, repr=False)
     calls_bound_speedup: bool = False
+    leaves_state: bool = False
 
     @property
     def label(self) -> str:
@@ -181,7 +186,7 @@ def cache_dit_methods() -> list[Method]:
 
             cache_dit.disable_cache(pipe.transformer)
 
-        return Method("cache-dit DBCache", f"threshold {threshold}", install, remove,
+        return Method("cache-dit DBCache", f"threshold {threshold}", install, remove, leaves_state=True,
                       calls_bound_speedup=True)  # a cached call runs its first Fn blocks only
 
     return [make(t) for t in (0.08, 0.12, 0.24)]

@@ -248,14 +248,17 @@ def _generate(pipe, counter: CallCounter, prompt: str, seed: int, args):
 
 def time_methods(methods: list[Method], pipe, counter: CallCounter, jobs, args):
     """Time the baseline (no cache installed) and ``methods`` interleaved (see ``interleaved_order``), each method
-    installed just before its generation and removed just after. Returns (baseline's Timing,
+    installed just before its generation and removed just after; methods that ``leave_state`` in a
+    second round, after all the others. Returns (baseline's Timing,
     {method index: Timing}, {method index: reason it failed}); a method that fails is dropped from
     later runs and reported, not fatal."""
     base = Timing()
     timings = {i: Timing() for i in range(len(methods))}
     failed: dict[int, str] = {}
-    order = interleaved_order(len(methods), args.baseline_every)
-    for repeat in range(args.repeats):
+    # Methods whose removal leaves the transformer patched run after every other method has finished.
+    phases = [[i for i, m in enumerate(methods) if m.leaves_state == last] for last in (False, True)]
+    for repeat, phase in ((r, p) for p in phases if p for r in range(args.repeats)):
+        order = [None if k is None else phase[k] for k in interleaved_order(len(phase), args.baseline_every)]
         logger().info(f"repeat {repeat + 1}/{args.repeats}: {len(jobs)} videos x {len(order)} runs "
                       f"({order.count(None)} of them the baseline)")
         for j, (prompt, seed) in enumerate(jobs):
@@ -637,6 +640,9 @@ def run(args, prompts: list[str], methods: list[Method], out: Path) -> bool:
                       f"{args.baseline_every} method(s) and once after the last"),
             "baseline_every": args.baseline_every,
             "repeats": args.repeats,
+            "rounds": 1 + any(peers[i].leaves_state for i in runnable) if runnable else 1,
+            "rounds_note": "methods whose removal leaves the transformer patched (cache-dit) are timed in a "
+                           "second round, after every other method, each round with its own baseline runs",
             "baseline_runs_per_video": len(base.run_seconds[0]),
             "seconds": "per video the best (minimum) of its runs (the baseline: of all its interleaved runs), "
                        "summed over videos",
