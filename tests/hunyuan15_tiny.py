@@ -51,7 +51,6 @@ import importlib
 import importlib.machinery
 import importlib.util
 import json
-import math
 import os
 import socket
 import sys
@@ -62,6 +61,8 @@ from typing import Iterator, Optional, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from tencent_tiny import Patches, randomize_  # shared with the HunyuanVideo harness
 
 HYVIDEO15_ROOT_ENV = "HYVIDEO15_ROOT"
 SEED = 1234
@@ -249,27 +250,6 @@ def _torchvision_stub() -> types.ModuleType:
     return package
 
 
-class _Patches:
-    """setattr / item assignment, undone in reverse order."""
-
-    def __init__(self):
-        self._undo = []
-
-    def set(self, obj, name, value):
-        had, old = name in vars(obj), vars(obj).get(name)
-        self._undo.append(lambda: setattr(obj, name, old) if had else delattr(obj, name))
-        setattr(obj, name, value)
-
-    def set_item(self, mapping, key, value):
-        had, old = key in mapping, mapping.get(key)
-        self._undo.append(lambda: mapping.__setitem__(key, old) if had else mapping.pop(key))
-        mapping[key] = value
-
-    def undo(self):
-        while self._undo:
-            self._undo.pop()()
-
-
 @contextlib.contextmanager
 def enable_cpu_shims(root: Path) -> Iterator[types.SimpleNamespace]:
     """Make the HunyuanVideo-1.5 checkout importable and runnable on CPU; yields its modules.
@@ -279,7 +259,7 @@ def enable_cpu_shims(root: Path) -> Iterator[types.SimpleNamespace]:
     """
     root = str(Path(root).resolve())
     modules_before = set(sys.modules)
-    patches = _Patches()
+    patches = Patches()
     try:
         import diffusers.pipelines.pipeline_utils  # noqa: F401  (before any stub: they probe packages)
         import transformers  # noqa: F401
@@ -338,19 +318,6 @@ def enable_cpu_shims(root: Path) -> Iterator[types.SimpleNamespace]:
 
 
 # ----------------------------------------------------------------------------- tiny checkpoints
-def _randomize_(module: torch.nn.Module, generator: torch.Generator) -> None:
-    """Seeded noise in every parameter: hyvideo zero-inits its modulation and final layers, which
-    would make a fresh DiT predict zero."""
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.ndim >= 2:
-                p.copy_(torch.randn(p.shape, generator=generator) / math.sqrt(p[0].numel()))
-            elif name.endswith("bias"):
-                p.copy_(0.02 * torch.randn(p.shape, generator=generator))
-            else:
-                p.copy_(1.0 + 0.02 * torch.randn(p.shape, generator=generator))
-
-
 def _write_transformers(model_path: Path, generator: torch.Generator) -> None:
     from hyvideo.models.transformers.hunyuanvideo_1_5_transformer import HunyuanVideo_1_5_DiffusionTransformer
 
@@ -358,7 +325,7 @@ def _write_transformers(model_path: Path, generator: torch.Generator) -> None:
     for version, extra in VERSIONS.items():
         model = HunyuanVideo_1_5_DiffusionTransformer(**TINY_DIT, **extra)
         if state is None:
-            _randomize_(model, generator)
+            randomize_(model, generator)
             state = model.state_dict()
         missing = model.load_state_dict(state, strict=False).missing_keys  # the same weights in every folder
         for name in missing:  # meanflow's time_r_in
@@ -371,7 +338,7 @@ def _write_vae(model_path: Path, generator: torch.Generator) -> None:
     from hyvideo.models.autoencoders.hunyuanvideo_15_vae import AutoencoderKLConv3D
 
     model = AutoencoderKLConv3D(**TINY_VAE)
-    _randomize_(model, generator)
+    randomize_(model, generator)
     model.save_pretrained(model_path / "vae")
 
 

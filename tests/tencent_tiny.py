@@ -183,7 +183,7 @@ def _import_without_torchvision(module_name: str):
         sys.modules.pop("torchvision", None)
 
 
-class _Patches:
+class Patches:
     """setattr / item assignment, undone in reverse order."""
 
     def __init__(self):
@@ -215,7 +215,7 @@ def enable_cpu_shims(hyvideo_root: Path, model_base: Path) -> Iterator[types.Sim
     hyvideo_root, model_base = str(Path(hyvideo_root).resolve()), str(Path(model_base).resolve())
     modules_before = set(sys.modules)
     env_before = os.environ.get("MODEL_BASE")
-    patches = _Patches()
+    patches = Patches()
     try:
         # Import path: the checkout stays outside this repository.
         sys.path.insert(0, hyvideo_root)
@@ -281,7 +281,7 @@ def enable_cpu_shims(hyvideo_root: Path, model_base: Path) -> Iterator[types.Sim
 # ----------------------------------------------------------------------------- tiny checkpoints
 
 
-def _randomize_(module: torch.nn.Module, generator: torch.Generator) -> None:
+def randomize_(module: torch.nn.Module, generator: torch.Generator) -> None:
     """Overwrite every parameter with seeded noise: hyvideo zero-inits its modulation and final
     layers, which would make a freshly built DiT an identity no-op."""
     with torch.no_grad():
@@ -303,7 +303,7 @@ def _write_transformer(path: Path, generator: torch.Generator) -> None:
     model = HYVideoDiffusionTransformer(
         args, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS, **TINY_DIT_CONFIG
     )
-    _randomize_(model, generator)
+    randomize_(model, generator)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"module": model.state_dict()}, path)
 
@@ -314,7 +314,7 @@ def _write_vae(vae_dir: Path, generator: torch.Generator) -> None:
 
     config = dict(TINY_VAE_CONFIG)
     model = AutoencoderKLCausal3D.from_config(config)
-    _randomize_(model, generator)
+    randomize_(model, generator)
     vae_dir.mkdir(parents=True, exist_ok=True)
     (vae_dir / "config.json").write_text(json.dumps(config, indent=2))
     torch.save(model.state_dict(), vae_dir / "pytorch_model.pt")
