@@ -106,10 +106,11 @@ def jsonable(value: Any) -> Any:
 
 
 def build_run_record(*, backend: str, args: dict, config: Any, easycache_enabled: bool, config_source: str,
-                     summary: dict, records: list, num_steps: int, seconds: dict, video: Path, seed: int,
+                     summary: dict, records: list, num_steps: int, measured: dict, video: Path, seed: int,
                      prompt: str, extra: dict | None = None) -> dict:
     """The JSON of one run: the whole cache config and where it came from, per-call records,
-    transformer and end-to-end seconds, peak GPU memory, the arguments."""
+    transformer seconds, and what the runner ``measured`` (end-to-end and load seconds, peak GPU
+    memory of this video's sampling), the arguments."""
     import torch
 
     from .version import __version__
@@ -123,8 +124,7 @@ def build_run_record(*, backend: str, args: dict, config: Any, easycache_enabled
                       "source": config_source},
         "summary": summary,
         "transformer_seconds": summary["seconds"],
-        **seconds,
-        "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
+        **measured,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "versions": {"easycache": __version__, "torch": torch.__version__},
         "args": args,

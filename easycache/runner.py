@@ -290,7 +290,8 @@ class _Generation:
             seconds = time.perf_counter() - started
             if best is None or seconds < best[1]["end_to_end_seconds"]:
                 timing = {"end_to_end_seconds": seconds, "load_seconds": self.load_seconds,
-                          "config": self.cache.config, "summary": self.cache.summary(),
+                          "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available()
+                          else None, "config": self.cache.config, "summary": self.cache.summary(),
                           "records": list(self.cache.records)}
                 best = (videos, timing)
         videos, timing = best
@@ -315,7 +316,7 @@ class _Generation:
                 backend=self.backend.name, args=vars(self.args), config=timing["config"],
                 easycache_enabled=self.options.enabled and name != "baseline", config_source=self.source,
                 summary=timing["summary"], records=timing["records"], num_steps=self.cache.num_steps,
-                seconds={k: timing[k] for k in ("end_to_end_seconds", "load_seconds")},
+                measured={k: timing[k] for k in ("end_to_end_seconds", "load_seconds", "peak_gpu_memory_bytes")},
                 video=target, seed=video.seed, prompt=prompt,
                 extra={"job": identity, **self.extra_record()},
             )
