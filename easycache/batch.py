@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,8 +137,9 @@ def _move_aside(*paths: Path) -> list[Path]:
 
 
 class JobLock:
-    """``<video>.lock`` holding the owner's pid: one process makes a video at a time. A lock whose
-    process is gone (a crash) is taken over."""
+    """``<video>.lock`` holding the owner's ``pid@host``: one process makes a video at a time. A lock
+    whose process is gone from this host (a crash) is taken over; one from another host (a shared
+    filesystem) is left alone, as its process cannot be checked from here."""
 
     def __init__(self, video: Path):
         self.path = video.with_name(video.name + ".lock")
@@ -153,21 +155,29 @@ class JobLock:
                 self.path.unlink(missing_ok=True)
                 continue
             with os.fdopen(fd, "w") as stream:
-                stream.write(str(os.getpid()))
+                stream.write(f"{os.getpid()}@{socket.gethostname()}")
             self.held = True
             return True
         return False
 
-    def owner(self) -> int | None:
+    def owner(self) -> tuple[int, str] | None:
+        """(pid, host) of the lock's owner, or None where the lock is empty or unreadable."""
         try:
-            return int(self.path.read_text().strip() or "0") or None
+            pid, _, host = self.path.read_text().strip().partition("@")
+            return (int(pid), host) if pid else None
         except (OSError, ValueError):
             return None
 
     def owner_alive(self) -> bool:
-        pid = self.owner()
-        if pid is None:
-            return self.path.exists() and time.time() - self.path.stat().st_mtime < 10  # being written now
+        owner = self.owner()
+        if owner is None:  # just created, not written yet; or left empty by a crash long ago
+            try:
+                return time.time() - self.path.stat().st_mtime < 10
+            except OSError:
+                return False
+        pid, host = owner
+        if host and host != socket.gethostname():
+            return True
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
@@ -205,7 +215,8 @@ def run_jobs(
         path = save_dir / job.video_name()
         lock = JobLock(final(path))
         if not lock.acquire():
-            logger.info(f"{path.name}: being made by process {lock.owner()}, left to it")
+            pid, host = lock.owner() or ("?", "?")
+            logger.info(f"{path.name}: being made by process {pid} on {host}, left to it")
             continue
         try:
             if final(path).exists():  # finished by another process since we looked

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -202,10 +203,12 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
 
     video = tmp_path / "00000_seed1_x.mp4"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (tmp_path / (video.name + ".lock")).write_text(dead.stdout.strip())
+    (tmp_path / (video.name + ".lock")).write_text(f"{dead.stdout.strip()}@{socket.gethostname()}")
     time.sleep(0.1)
     lock = JobLock(video)
-    assert lock.acquire() and lock.owner() == os.getpid()
+    assert lock.acquire() and lock.owner() == (os.getpid(), socket.gethostname())
     assert not JobLock(video).acquire(), "a live owner keeps its lock"
     lock.release()
     assert not lock.path.exists()
+    (tmp_path / (video.name + ".lock")).write_text(f"{dead.stdout.strip()}@another-machine")
+    assert not JobLock(video).acquire(), "a lock from another host (shared filesystem) is left alone"
