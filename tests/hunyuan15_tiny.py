@@ -51,7 +51,6 @@ import importlib
 import importlib.machinery
 import importlib.util
 import json
-import os
 import socket
 import sys
 import types
@@ -62,7 +61,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tencent_tiny import Patches, randomize_  # shared with the HunyuanVideo harness
+from tencent_tiny import Patches, checkout_or_skip_reason, randomize_  # shared with the HunyuanVideo harness
 
 HYVIDEO15_ROOT_ENV = "HYVIDEO15_ROOT"
 SEED = 1234
@@ -123,13 +122,8 @@ _WORDS = "a cat dog walks runs on the grass in park under blue sky with sun red 
 
 def hyvideo15_root_or_skip_reason() -> Tuple[Optional[Path], Optional[str]]:
     """(root, None) for a usable HunyuanVideo-1.5 checkout, else (None, why the tests skip)."""
-    value = os.environ.get(HYVIDEO15_ROOT_ENV)
-    if not value:
-        return None, f"set {HYVIDEO15_ROOT_ENV} to a checkout of Tencent-Hunyuan/HunyuanVideo-1.5"
-    root = Path(value).expanduser().resolve()
-    if not (root / "generate.py").is_file() or not (root / "hyvideo" / "pipelines" / "hunyuan_video_pipeline.py").is_file():
-        return None, f"{HYVIDEO15_ROOT_ENV}={value} has no generate.py and hyvideo/pipelines/hunyuan_video_pipeline.py"
-    return root, None
+    return checkout_or_skip_reason(HYVIDEO15_ROOT_ENV, ["generate.py", "hyvideo/pipelines/hunyuan_video_pipeline.py"],
+                                   "Tencent-Hunyuan/HunyuanVideo-1.5")
 
 
 def single_process_env() -> dict:

@@ -90,15 +90,23 @@ _EXTRA_WORDS = "a cat dog walks runs on the grass in a park under blue sky with 
 # ----------------------------------------------------------------------------- locating the checkout
 
 
+def checkout_or_skip_reason(variable: str, required: Sequence[str], repository: str
+                            ) -> Tuple[Optional[Path], Optional[str]]:
+    """(root, None) when the environment ``variable`` names a folder holding every ``required``
+    file, else (None, why the tests that need it skip)."""
+    value = os.environ.get(variable)
+    if not value:
+        return None, f"set {variable} to a checkout of {repository}"
+    root = Path(value).expanduser().resolve()
+    missing = [name for name in required if not (root / name).is_file()]
+    if missing:
+        return None, f"{variable}={value} has no {' and '.join(missing)}"
+    return root, None
+
+
 def hyvideo_root_or_skip_reason() -> Tuple[Optional[Path], Optional[str]]:
     """Return (root, None) for a usable HunyuanVideo checkout, else (None, reason to skip)."""
-    value = os.environ.get(HYVIDEO_ROOT_ENV)
-    if not value:
-        return None, f"set {HYVIDEO_ROOT_ENV} to a checkout of Tencent's HunyuanVideo repository"
-    root = Path(value).expanduser().resolve()
-    if not (root / "hyvideo" / "inference.py").is_file():
-        return None, f"{HYVIDEO_ROOT_ENV}={value} has no hyvideo/inference.py"
-    return root, None
+    return checkout_or_skip_reason(HYVIDEO_ROOT_ENV, ["hyvideo/inference.py"], "Tencent's HunyuanVideo repository")
 
 
 def model_paths(model_base: Path) -> dict:

@@ -5,7 +5,7 @@ import torch
 
 import easycache
 from easycache import EasyCacheConfig
-from tiny_hunyuan import generate, tiny_transformer
+from tiny_hunyuan import generate, generate_cached, tiny_transformer
 
 STEPS = 12
 
@@ -21,12 +21,7 @@ def baseline_cfg(tiny_pipe):
 
 
 def cached(tiny_pipe, cfg, **kwargs):
-    cache = easycache.apply_easycache(tiny_pipe, cfg)
-    try:
-        video = generate(tiny_pipe, steps=STEPS, **kwargs)
-        return video, cache.summary(), list(cache.records)
-    finally:
-        easycache.remove_easycache(tiny_pipe)
+    return generate_cached(tiny_pipe, cfg, steps=STEPS, **kwargs)
 
 
 def test_default_threshold_reports_its_calls(tiny_pipe, baseline):

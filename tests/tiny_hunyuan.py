@@ -117,3 +117,16 @@ def generate(pipe: HunyuanVideoPipeline, steps: int = 10, seed: int = 0, **overr
     )
     kwargs.update(overrides)
     return pipe(**kwargs).frames[0]
+
+
+def generate_cached(pipe: HunyuanVideoPipeline, config, steps: int = 10, **overrides):
+    """``generate`` with EasyCache installed at ``config``: the video, the summary and the records
+    (the cache removed afterwards)."""
+    import easycache
+
+    cache = easycache.apply_easycache(pipe, config)
+    try:
+        video = generate(pipe, steps=steps, **overrides)
+        return video, cache.summary(), list(cache.records)
+    finally:
+        easycache.remove_easycache(pipe)

@@ -37,16 +37,9 @@ def _pipeline(ctx: Context):
 
 
 def _cached(pipe, config, **kwargs):
-    from tiny_hunyuan import generate
+    from tiny_hunyuan import generate_cached
 
-    import easycache
-
-    cache = easycache.apply_easycache(pipe, config)
-    try:
-        video = generate(pipe, steps=STEPS, **kwargs)
-        return video, cache.summary(), list(cache.records)
-    finally:
-        easycache.remove_easycache(pipe)
+    return generate_cached(pipe, config, steps=STEPS, **kwargs)
 
 
 def run_threshold0(ctx: Context, entry: dict, write) -> None:
