@@ -29,6 +29,10 @@ class Method:
     ``leaves_state``: removing it does not restore the transformer for every other method (cache-dit
     1.5's ``disable_cache`` leaves patches under which diffusers' FirstBlockCache fails and MagCache
     loses 10 dB on the demo, measured): the bench times such methods after all the others.
+
+    ``needs_guidance``: works on the branches of classifier-free guidance; not run on a model that
+    makes one call per step. ``batches_guidance``: runs the two branches as one batched call, which
+    the pipeline must offer (``batch_guidance``, as the demo pipelines do).
     """
 
     name: str
@@ -39,6 +43,8 @@ class Method:
     calibrate: Callable[[Any, Callable[[], Any]], None] | None = field(default=None, repr=False)
     calls_bound_speedup: bool = False
     leaves_state: bool = False
+    needs_guidance: bool = False
+    batches_guidance: bool = False
 
     @property
     def label(self) -> str:
@@ -65,20 +71,48 @@ def easycache_methods(thresholds=(0.01, 0.025, 0.05, 0.1), warmup_steps: int = 5
     return [make(t) for t in thresholds]
 
 
+def batched_guidance_baseline() -> Method:
+    """No cache, with the two guidance branches in one batched call: what FasterCache runs on, so
+    its row can be read against this one (what batching alone changes) as well as the baseline."""
+
+    def install(pipe):
+        pipe.batch_guidance = True
+
+    def remove(pipe, handle):
+        pipe.batch_guidance = False
+
+    # Not calls-bound: a batched call does both branches' work, so calls / computed is no bound here.
+    return Method("no cache, batched guidance", "", install, remove, needs_guidance=True, batches_guidance=True)
+
+
 def _diffusers_hook(name: str, setting: str, make_config: Callable[[Any], Any],
-                    calls_bound_speedup: bool = False) -> Method:
+                    calls_bound_speedup: bool = False, batches_guidance: bool = False) -> Method:
     """A diffusers cache hook (``transformer.enable_cache``), when this diffusers has it."""
 
     def install(pipe):
+        if batches_guidance:
+            pipe.batch_guidance = True
         pipe.transformer.enable_cache(make_config(pipe))
 
     def remove(pipe, handle):
         pipe.transformer.disable_cache()
+        if batches_guidance:
+            pipe.batch_guidance = False
 
-    return Method(name, setting, install, remove, calls_bound_speedup=calls_bound_speedup)
+    return Method(name, setting, install, remove, calls_bound_speedup=calls_bound_speedup,
+                  needs_guidance=batches_guidance, batches_guidance=batches_guidance)
 
 
-def diffusers_methods(num_steps: int, guidance_distilled: bool = True) -> list[Method]:
+def predicted_latents(module, args, kwargs) -> list:
+    """SeaCache's view of a call: the noisy latents the output predicts, one ``(C, T, H, W)`` per
+    video. The input's first ``out_channels`` channels; an image-to-video model's (and the demos'
+    coordinate) channels after them are conditioning, not the trajectory."""
+    hidden_states = kwargs.get("hidden_states", args[0] if args else None)
+    channels = module.config.out_channels or hidden_states.shape[1]
+    return list(hidden_states[:, :channels].unbind(0))
+
+
+def diffusers_methods(num_steps: int) -> list[Method]:
     try:
         import diffusers
         from diffusers import (
@@ -86,12 +120,13 @@ def diffusers_methods(num_steps: int, guidance_distilled: bool = True) -> list[M
             FirstBlockCacheConfig,
             MagCacheConfig,
             PyramidAttentionBroadcastConfig,
+            SeaCacheConfig,
             TaylorSeerCacheConfig,
         )
     except ImportError as error:
         reason = f"this diffusers ({getattr(diffusers, '__version__', '?')}) lacks its cache hooks: {error}"
         return [Method(n, "", None, None, reason) for n in
-                ("FirstBlockCache", "TaylorSeer", "MagCache", "PyramidAttentionBroadcast", "FasterCache")]
+                ("FirstBlockCache", "TaylorSeer", "MagCache", "SeaCache", "PyramidAttentionBroadcast", "FasterCache")]
 
     def timestep_of(pipe):
         return lambda: getattr(pipe, "current_timestep", None) or getattr(pipe, "_current_timestep", 0)
@@ -107,19 +142,28 @@ def diffusers_methods(num_steps: int, guidance_distilled: bool = True) -> list[M
         for i in (2, 3, 5)
     ]
     methods += [_magcache(t, num_steps, MagCacheConfig) for t in (0.06, 0.12, 0.24)]
+    # SeaCache (diffusers 0.42.1): the residual of the block stack reused while a spectrally filtered
+    # input changes little; its own defaults otherwise (first and last step computed, at most 2
+    # reuses in a row, first-order residual extrapolation).
+    methods += [
+        _diffusers_hook("SeaCache", f"threshold {t}", lambda pipe, t=t: SeaCacheConfig(
+            threshold=t, raw_vision_callback=predicted_latents), calls_bound_speedup=True)
+        for t in (0.1, 0.25, 0.5)
+    ]
     methods += [
         _diffusers_hook("PyramidAttentionBroadcast", f"skip {r}", lambda pipe, r=r: PyramidAttentionBroadcastConfig(
             spatial_attention_block_skip_range=r, spatial_attention_timestep_skip_range=(100, 800),
             current_timestep_callback=timestep_of(pipe)))
         for r in (2, 3)
     ]
-    if guidance_distilled:
-        methods.append(Method("FasterCache", "", None, None,
-                              "skips the unconditional branch of classifier-free guidance; this model is "
-                              "guidance-distilled (one call per step), so only its attention reuse would remain"))
-    else:
-        methods.append(_diffusers_hook("FasterCache", "default", lambda pipe: FasterCacheConfig(
-            current_timestep_callback=timestep_of(pipe))))
+    # FasterCache approximates the unconditional half of a batched guidance call from the conditional
+    # half (and reuses attention); it needs real guidance, batched. Its defaults, at two reuse ranges.
+    methods += [
+        _diffusers_hook("FasterCache", f"uncond every {k}", lambda pipe, k=k: FasterCacheConfig(
+            unconditional_batch_skip_range=k, current_timestep_callback=timestep_of(pipe)),
+            batches_guidance=True)
+        for k in (2, 5)
+    ]
     return methods
 
 
@@ -192,13 +236,13 @@ def cache_dit_methods() -> list[Method]:
     return [make(t) for t in (0.08, 0.12, 0.24)]
 
 
-def all_methods(num_steps: int, thresholds=(0.01, 0.025, 0.05, 0.1), guidance_distilled: bool = True,
-                warmup_steps: int = 5) -> list[Method]:
+def all_methods(num_steps: int, thresholds=(0.01, 0.025, 0.05, 0.1), warmup_steps: int = 5) -> list[Method]:
     return [
         baseline(),
+        batched_guidance_baseline(),
         *easycache_methods(thresholds, warmup_steps),
         *easycache_methods(thresholds, warmup_steps, "EasyCache + cap 2 reuses", max_consecutive_reuse=2),
         *easycache_methods(thresholds, warmup_steps, "EasyCache + extrapolated delta", extrapolate=True),
-        *diffusers_methods(num_steps, guidance_distilled),
+        *diffusers_methods(num_steps),
         *cache_dit_methods(),
     ]

@@ -24,22 +24,35 @@ def _timing_line(meta: dict) -> str:
             f"artefact, not a result.")
 
 
+def _branches(row: dict) -> str:
+    """``cond 20 / 50, uncond 20 / 50``: computed / calls of each guidance branch."""
+    parts = [f"{name.replace('_', '+')} {counts['computed']} / {counts['calls']}"
+             for name, counts in sorted(row.get("branches", {}).items())]
+    return ", ".join(parts) or "-"
+
+
 def write_table(rows: list[dict], meta: dict, path: Path) -> str:
+    by_branch = any(set(row.get("branches", {})) - {"None", "cond"} for row in rows)  # guidance branches
+    guidance = ""
+    if meta.get("calls_per_step") is not None:
+        guidance = (f" {meta['calls_per_step']:g} transformer call(s) per step without a cache "
+                    f"({'classifier-free guidance, one call per branch' if meta['calls_per_step'] >= 2 else 'no guidance branches'}).")
     lines = [
         f"Model `{meta['model']}`, {len(meta['prompts'])} prompts x {len(meta['seeds'])} seeds, "
-        f"{meta['steps']} steps, {meta['device']}, torch {meta['torch']}; LPIPS: {meta['lpips']}.",
+        f"{meta['steps']} steps, {meta['device']}, torch {meta['torch']}; LPIPS: {meta['lpips']}.{guidance}",
         "PSNR (whole video) is the PSNR of the whole video's MSE (EasyCache's protocol); PSNR (frame mean) "
         "averages per-frame PSNRs (cache-dit / Sparse-VideoGen), never lower. Identical videos: 100 dB.",
         _timing_line(meta),
         "",
-        "| method | setting | computed / calls | speedup | PSNR (whole video) | PSNR (frame mean) | SSIM | LPIPS "
-        "| peak memory (MiB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | setting | computed / calls |" + (" per branch (cond+uncond: one batched call) |" if by_branch else "")
+        + " speedup | PSNR (whole video) | PSNR (frame mean) | SSIM | LPIPS | peak memory (MiB) |",
+        "|---|---|---|" + ("---|" if by_branch else "") + "---|---|---|---|---|---|",
     ]
     flagged = []
     for row in rows:
         if "unavailable" in row:
-            lines.append(f"| {row['method']} | {row['setting'] or '-'} | not run: {row['unavailable']} |||||||")
+            lines.append(f"| {row['method']} | {row['setting'] or '-'} | not run: {row['unavailable']} |||||||"
+                         + ("|" if by_branch else ""))
             continue
         memory = row["peak_memory_bytes"]
         flag = ""
@@ -49,6 +62,7 @@ def write_table(rows: list[dict], meta: dict, path: Path) -> str:
                            f": {row['speedup']:.2f}x against {row['calls']} / {row['computed']} = {row['calls_ratio']:.2f}x")
         lines.append(
             f"| {row['method']} | {row['setting'] or '-'} | {row['computed']} / {row['calls']} | "
+            + (f"{_branches(row)} | " if by_branch else "") +
             f"{row['speedup']:.2f}x{flag} | {_fmt(row['psnr'], 2)} | {_fmt(row.get('psnr_frame_mean'), 2)} | "
             f"{_fmt(row['ssim'], 4)} | {_fmt(row['lpips'], 4)} | "
             f"{'-' if memory is None else f'{memory / 2**20:.0f}'} |"

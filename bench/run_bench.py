@@ -1,7 +1,13 @@
 #!/usr/bin/env python3
 """EasyCache against every peer, side by side: same model, same prompts and seeds, one run.
 
-    python bench/run_bench.py --model demo --repeats 2        # writes ./bench-results/run-YYYYmmdd-HHMMSS/
+    python bench/run_bench.py --repeats 2            # both demo models: ./bench-results/run-YYYYmmdd-HHMMSS/{demo,demo-wan}/
+    python bench/run_bench.py --model demo-wan       # one model: its files straight in the folder
+
+Several ``--model``s run one after another in the same process, each against its own baseline, and
+each writes its own table, JSON and plot into a subfolder named after it; one model writes them
+into the folder itself. Calls are also counted per guidance branch (``cond``, ``uncond``, or
+``cond_uncond`` for both in one batched call) where the pipeline names them.
 
 For each method and setting: transformer calls computed / total, wall-clock speedup over the
 baseline measured in this run, PSNR (of the whole video's MSE, and the mean of per-frame PSNRs),
@@ -30,6 +36,7 @@ an --out that is a file, unwritable, or already holds results) is refused first,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -73,10 +80,10 @@ def load_model(name: str, dtype: str):
     """The pipeline to benchmark: the shipped demo model, or a diffusers pipeline folder / hub id."""
     import torch
 
-    if name == "demo":
-        from easycache.demo import load_demo_pipeline
+    from easycache.demo import DEMO_FOLDERS, load_demo_pipeline
 
-        return load_demo_pipeline()
+    if name in DEMO_FOLDERS:
+        return load_demo_pipeline(model=name)
     from diffusers import DiffusionPipeline
 
     pipe = DiffusionPipeline.from_pretrained(os.path.expanduser(name), torch_dtype=getattr(torch, dtype))
@@ -84,26 +91,44 @@ def load_model(name: str, dtype: str):
 
 
 class CallCounter:
-    """Counts transformer calls, and those in which its last block actually ran."""
+    """Counts transformer calls, and those in which its last block actually ran, per branch: the
+    name the pipeline gives the call through diffusers' ``cache_context`` (``cond``, ``uncond``, or
+    ``cond_uncond`` for both branches in one batched call; ``None`` where it names none)."""
 
     def __init__(self, transformer):
         import torch
 
-        self.calls = self.computed = 0
+        self.branch = None
+        self.counts: dict = {}  # branch -> [calls, computed]
         linears = [m for m in _last_block(transformer).modules() if isinstance(m, torch.nn.Linear)]
         probe = linears[-1]  # the block's output projection: runs whenever the block itself runs
         self._hooks = [
-            transformer.register_forward_pre_hook(lambda *_: self._count("calls")),
-            probe.register_forward_pre_hook(lambda *_: self._count("computed")),
+            transformer.register_forward_pre_hook(lambda *_: self._count(0)),
+            probe.register_forward_pre_hook(lambda *_: self._count(1)),
         ]
+        scope = getattr(transformer, "cache_context", None)
+        if scope is not None:  # an instance attribute over the class's method; caches installed later wrap it
+            transformer.cache_context = self._naming(scope)
 
-    def _count(self, what):
-        setattr(self, what, getattr(self, what) + 1)
+    def _naming(self, scope):
+        @contextlib.contextmanager
+        def cache_context(name, *args, **kwargs):
+            with scope(name, *args, **kwargs):
+                before, self.branch = self.branch, name
+                try:
+                    yield
+                finally:
+                    self.branch = before
 
-    def take(self) -> tuple[int, int]:
-        counts = (self.calls, self.computed)
-        self.calls = self.computed = 0
-        return counts
+        return cache_context
+
+    def _count(self, index: int):
+        self.counts.setdefault(self.branch, [0, 0])[index] += 1
+
+    def take(self) -> tuple[int, int, dict]:
+        """(calls, computed, {branch: [calls, computed]}) since the last take."""
+        counts, self.counts = self.counts, {}
+        return sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values()), counts
 
 
 def _last_block(transformer):
@@ -143,6 +168,17 @@ def frames_of(output):
     if video.shape[-1] not in (1, 3) and video.shape[1] in (1, 3):
         video = video.transpose(0, 2, 3, 1)
     return (np.clip(video, 0, 1) * 255).round().astype(np.uint8)
+
+
+def guidance_mismatch(method: Method, pipe, calls_per_step: float) -> str | None:
+    """Why ``method`` cannot run on this pipeline's guidance, or None."""
+    if method.needs_guidance and calls_per_step < 2:
+        return ("needs classifier-free guidance; this model makes one transformer call per step "
+                "(guidance-distilled, or guidance off)")
+    if method.batches_guidance and not hasattr(pipe, "batch_guidance"):
+        return (f"needs the two guidance branches in one batched call; {type(pipe).__name__} calls them "
+                "separately and offers no batched mode")
+    return None
 
 
 def reset_peak_memory():
@@ -213,14 +249,18 @@ class Timing:
     run_seconds: list[list[float]] = field(default_factory=list)
     calls: list[int] = field(default_factory=list)
     computed: list[int] = field(default_factory=list)
+    branches: dict = field(default_factory=dict)  # branch -> [calls, computed], first runs summed
     peak_memory_bytes: int | None = None
 
-    def add(self, job: int, frames, seconds: float, calls: int, computed: int, memory: int | None):
+    def add(self, job: int, frames, seconds: float, calls: int, computed: int, memory: int | None, branches: dict):
         if job == len(self.videos):
             self.videos.append(frames)
             self.run_seconds.append([])
             self.calls.append(calls)
             self.computed.append(computed)
+            for name, (n, k) in branches.items():
+                total = self.branches.setdefault(name, [0, 0])
+                total[0], total[1] = total[0] + n, total[1] + k
         self.run_seconds[job].append(seconds)
         if memory is not None:
             self.peak_memory_bytes = max(memory, self.peak_memory_bytes or 0)
@@ -242,8 +282,8 @@ def _generate(pipe, counter: CallCounter, prompt: str, seed: int, args):
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    calls, computed = counter.take()
-    return frames, seconds, calls, computed, peak_memory_bytes()
+    calls, computed, branches = counter.take()
+    return frames, seconds, calls, computed, peak_memory_bytes(), branches
 
 
 def time_methods(methods: list[Method], pipe, counter: CallCounter, jobs, args):
@@ -312,6 +352,7 @@ def result_row(method: Method, timing: Timing, base: Timing, base_quality_of, sp
     return {
         "method": method.name, "setting": method.setting,
         "calls": calls, "computed": computed, "seconds": timing.seconds, "speedup": speedup,
+        "branches": {str(name): {"calls": n, "computed": k} for name, (n, k) in timing.branches.items()},
         "calls_ratio": calls_ratio(calls, computed),
         "calls_ratio_bounds_speedup": bounded,
         "speedup_exceeds_calls_ratio": speedup_exceeds_calls_ratio(speedup, calls, computed, bounded),
@@ -327,7 +368,9 @@ def result_row(method: Method, timing: Timing, base: Timing, base_quality_of, sp
 
 def parse_args(argv=None):
     parser = _Parser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="demo", help="demo, or a diffusers pipeline folder / hub id (owner/name)")
+    parser.add_argument("--model", nargs="+", default=["demo", "demo-wan"],
+                        help="models to benchmark, one after another: demo, demo-wan (the embedded demos), or a "
+                             "diffusers pipeline folder / hub id (owner/name) (default: demo demo-wan)")
     parser.add_argument("--prompt-file", help="one prompt per line, UTF-8 (default: four demo prompts)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds in [0, 2**63-1] (default: 0)")
     parser.add_argument("--steps", type=int, default=30, help="denoising steps per video, >= 1 (default: 30)")
@@ -378,20 +421,22 @@ def check_numbers(args) -> None:
 
 def check_model(name: str) -> None:
     """A local folder must exist and be a diffusers pipeline; a hub id offline must be cached."""
-    if name == "demo":
+    from easycache.demo import DEMO_FOLDERS
+
+    if name in DEMO_FOLDERS:
         return
     path = Path(os.path.expanduser(name))
     if path.exists():
         if not path.is_dir():
-            raise Refusal(f"--model {name} is a file; pass a diffusers pipeline folder, a hub id (owner/name), or demo")
+            raise Refusal(f"--model {name} is a file; pass a diffusers pipeline folder, a hub id (owner/name), or demo / demo-wan")
         if not (path / "model_index.json").is_file():
             raise Refusal(f"--model {name} has no model_index.json, so it is not a diffusers pipeline folder; "
-                          f"pass the folder pipe.save_pretrained() wrote, a hub id (owner/name), or demo")
+                          f"pass the folder pipe.save_pretrained() wrote, a hub id (owner/name), or demo / demo-wan")
         return
     looks_like_path = os.path.isabs(name) or name.startswith((".", "~")) or not HUB_ID.fullmatch(name) or (
         os.altsep is not None and os.altsep in name)
     if looks_like_path:
-        raise Refusal(f"--model {name}: no such folder; pass a diffusers pipeline folder, a hub id (owner/name), or demo")
+        raise Refusal(f"--model {name}: no such folder; pass a diffusers pipeline folder, a hub id (owner/name), or demo / demo-wan")
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         from huggingface_hub import try_to_load_from_cache
 
@@ -438,9 +483,32 @@ def chosen_methods(args) -> list[Method]:
     return methods
 
 
+def model_folders(out: Path, models: list[str]) -> list[Path]:
+    """Where each model's results go: ``out`` itself for one model, else a subfolder per model named
+    after it (``demo``, ``demo-wan``; a local folder by its name, a hub id ``owner--name``)."""
+    if len(models) == 1:
+        return [out]
+    def name(model: str) -> str:  # a local folder by its own name; a hub id owner/name as owner--name
+        path = Path(os.path.expanduser(model))
+        text = path.name if path.is_dir() else model
+        return re.sub(r"[^A-Za-z0-9._-]+", "--", text).strip("-.") or "model"
+
+    return [out / name(m) for m in models]
+
+
+def check_model_list(models: list[str]) -> None:
+    if len(set(models)) != len(models):
+        raise Refusal(f"--model {' '.join(models)}: a model is named twice; name each once")
+    folders = [f.name for f in model_folders(Path("."), models)]
+    if len(models) > 1 and len(set(folders)) != len(folders):
+        raise Refusal(f"--model {' '.join(models)}: two models would write to the same folder "
+                      f"({', '.join(folders)}); run them separately with their own --out")
+
+
 def check_out(args) -> list[str]:
-    """Without touching anything: --out is not a file, can be created, and holds no results unless
-    --overwrite. Returns the result files that --overwrite will replace."""
+    """Without touching anything: --out is not a file, can be created, and holds no results (in any
+    model's folder) unless --overwrite. Returns the result files that --overwrite will replace
+    (relative to --out)."""
     if args.out is None:
         return []
     out = Path(os.path.expanduser(args.out))
@@ -451,7 +519,12 @@ def check_out(args) -> list[str]:
         if not parent.is_dir():
             raise Refusal(f"--out {args.out}: cannot create the folder, {parent} is a file; pass another --out")
         return []
-    present = [name for name in RESULT_FILES if os.path.lexists(out / name)]
+    present = []
+    for folder in model_folders(out, args.model):
+        if folder != out and os.path.lexists(folder) and not folder.is_dir():
+            raise Refusal(f"--out {args.out}: {folder.name} there is a file, where {folder.name}'s results would "
+                          f"go; move it away or pass another --out")
+        present += [str((folder / name).relative_to(out)) for name in RESULT_FILES if os.path.lexists(folder / name)]
     if present and not args.overwrite:
         raise Refusal(f"--out {args.out} already holds {', '.join(present)}; pass a new folder, or add --overwrite "
                       f"to replace {'it' if len(present) == 1 else 'them'} (nothing else in the folder is touched)")
@@ -512,6 +585,7 @@ def write_results(out: Path, rows: list[dict], meta: dict, overwrite: bool) -> t
     new folder inside it."""
     from report import write_plot, write_table
 
+    out.mkdir(parents=True, exist_ok=True)  # a model's subfolder
     present = [name for name in RESULT_FILES if os.path.lexists(out / name)]
     if present and not overwrite:
         fresh = default_out(out)
@@ -554,11 +628,13 @@ def _main(argv=None) -> int:
     args = parse_args(argv)
     # Cheap checks first (no torch), then those that import it; nothing is created before all pass.
     check_numbers(args)
-    check_model(args.model)
+    check_model_list(args.model)
+    for model in args.model:
+        check_model(model)
     replaced = check_out(args)
     prompts = check_prompt_file(args.prompt_file)
     check_dtype(args.dtype)
-    methods = chosen_methods(args)
+    chosen_methods(args)  # --methods checked here; each model gets fresh methods when it runs
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:
@@ -571,35 +647,51 @@ def _main(argv=None) -> int:
         import torch
 
         with torch.no_grad():
-            written = run(args, prompts, methods, out)
+            written = run(args, prompts, out)
     finally:
         if not written:
             remove_if_empty(created)
     return 0
 
 
-def run(args, prompts: list[str], methods: list[Method], out: Path) -> bool:
+def run(args, prompts: list[str], out: Path) -> bool:
+    """Every model in turn, each with fresh methods (MagCache calibrates per model); True once any
+    model's results are written."""
     import torch
 
     from easycache.metrics import LpipsUnavailable, load_lpips
 
-    log = logger()
-    jobs = [(p, s) for p in prompts for s in args.seeds]
-    log.info(f"loading model {args.model} ...")
-    pipe = load_model(args.model, args.dtype)
-    if hasattr(pipe, "set_progress_bar_config"):
-        pipe.set_progress_bar_config(disable=True)
-    counter = CallCounter(pipe.transformer)
     lpips_fn, lpips_status = None, "skipped (--no-lpips)"
     if not args.no_lpips:
         try:
             lpips_fn, lpips_status = load_lpips("alex", torch.device("cpu")), "alex"
         except LpipsUnavailable as error:
             lpips_status = f"unavailable: {error}"
+    written = False
+    for model, folder in zip(args.model, model_folders(out, args.model)):
+        run_model(args, model, prompts, chosen_methods(args), folder, (lpips_fn, lpips_status))
+        written = True
+    return written
 
+
+def run_model(args, model: str, prompts: list[str], methods: list[Method], out: Path, lpips) -> None:
+    import torch
+
+    log = logger()
+    lpips_fn, lpips_status = lpips
+    jobs = [(p, s) for p in prompts for s in args.seeds]
+    log.info(f"loading model {model} ...")
+    pipe = load_model(model, args.dtype)
+    if hasattr(pipe, "set_progress_bar_config"):
+        pipe.set_progress_bar_config(disable=True)
+    counter = CallCounter(pipe.transformer)
+
+    counter.take()
     frames_of(pipe(**call_kwargs(pipe, *jobs[0], args)))  # warm-up, untimed
+    calls_per_step = counter.take()[0] / args.steps
     baseline, peers = methods[0], methods[1:]  # all_methods lists the baseline (no cache) first
-    unavailable: dict[int, str] = {i: m.unavailable for i, m in enumerate(peers) if m.unavailable}
+    unavailable: dict[int, str] = {i: m.unavailable or guidance_mismatch(m, pipe, calls_per_step)
+                                   for i, m in enumerate(peers) if m.unavailable or guidance_mismatch(m, pipe, calls_per_step)}
     for i, method in enumerate(peers):
         if i in unavailable or method.calibrate is None:
             continue
@@ -631,7 +723,7 @@ def run(args, prompts: list[str], methods: list[Method], out: Path) -> bool:
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
     meta = {
-        "model": args.model, "prompts": prompts, "seeds": args.seeds, "steps": args.steps,
+        "model": model, "prompts": prompts, "calls_per_step": calls_per_step, "seeds": args.seeds, "steps": args.steps,
         "repeats": args.repeats, "device": device, "lpips": lpips_status, "torch": torch.__version__,
         "timing": {
             "warmup": "one untimed baseline generation before anything is timed",
@@ -656,7 +748,6 @@ def run(args, prompts: list[str], methods: list[Method], out: Path) -> bool:
     out, table = write_results(out, rows, meta, args.overwrite)
     log.info(f"wrote {out / 'results.md'}, results.json, speed_psnr.png")
     sys.stdout.write(table + "\n")
-    return True
 
 
 if __name__ == "__main__":

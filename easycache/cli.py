@@ -101,7 +101,7 @@ def entry_parser(prog: str, description: str, sparse: bool = False, backend: str
         group.add_argument("--backend", choices=BACKENDS, default=None,
                            help="tencent: HunyuanVideo's own code (a checkout); hunyuan15: HunyuanVideo-1.5's; "
                            "diffusers: a diffusers pipeline named by --model; demo: the embedded demo model "
-                           "(default: tencent; demo with --model demo)")
+                           "(default: tencent; demo with --model demo or demo-wan)")
     else:
         parser.set_defaults(backend=backend)
     group.add_argument("--hunyuan-root", default=None, help=f"{checkout} checkout (default: the current directory)")
@@ -116,8 +116,11 @@ def entry_parser(prog: str, description: str, sparse: bool = False, backend: str
 
 
 def backend_name(ours: argparse.Namespace, rest: list[str]) -> str:
-    """``--backend``, else ``demo`` for ``--model demo``, else ``tencent``."""
-    model_demo = "--model=demo" in rest or any(a == "--model" and b == "demo" for a, b in zip(rest, rest[1:]))
+    """``--backend``, else ``demo`` for ``--model demo`` (or ``demo-wan``), else ``tencent``."""
+    from .demo.weights import DEMO_FOLDERS
+
+    model_demo = any(f"--model={name}" in rest for name in DEMO_FOLDERS) or any(
+        a == "--model" and b in DEMO_FOLDERS for a, b in zip(rest, rest[1:]))
     if model_demo and ours.backend in (None, "diffusers"):
         return "demo"
     return ours.backend or "tencent"

@@ -41,7 +41,8 @@ PRESETS: dict[str, Preset] = {
     "LTXImageToVideoPipeline": UNTUNED,
     "MochiPipeline": UNTUNED,
     "FluxPipeline": UNTUNED,
-    # The embedded demo (easycache/demo): HunyuanVideo's transformer, shown with HunyuanVideo's setting.
+    # The embedded demos (easycache/demo): HunyuanVideo's transformer with HunyuanVideo's setting;
+    # Wan's (``--model demo-wan``) with Wan 2.1's, told apart by its config in ``preset_for``.
     "DemoPipeline": HUNYUAN,
 }
 SUPPORTED_PIPELINES = tuple(PRESETS)
@@ -69,6 +70,8 @@ def preset_for(pipeline: Any) -> Preset:
         return WAN22_TI2V
     if family.startswith("Wan") and getattr(pipeline, "transformer_2", None) is not None:
         return WAN22_EXPERTS
+    if family == "DemoPipeline" and getattr(config, "architecture", None) == "wan":
+        return WAN21
     return PRESETS[family]
 
 

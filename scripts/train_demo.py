@@ -40,9 +40,9 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from easycache.demo.clips import sample_clip  # noqa: E402
-from easycache.demo.model import DemoConfig, encode, with_coordinates  # noqa: E402
+from easycache.demo.model import ARCHITECTURES, DemoConfig, encode, text_inputs, with_coordinates  # noqa: E402
 from easycache.demo.text import WordTokenizer  # noqa: E402
-from easycache.demo.weights import CONFIG, DEMO_DIR, build_modules, load_demo, save_demo  # noqa: E402
+from easycache.demo.weights import CONFIG, DEMO_FOLDERS, build_modules, load_demo, save_demo  # noqa: E402
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -65,7 +65,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     parser.add_argument("--save-every", type=int, default=500, help="also save every N steps (0: only at the end)")
-    parser.add_argument("--out", type=Path, default=DEMO_DIR, help="folder for demo.safetensors and config.json")
+    parser.add_argument("--architecture", choices=ARCHITECTURES, default="hunyuan",
+                        help="the transformer: diffusers' HunyuanVideo (the 'demo' model) or Wan 2.1 ('demo-wan')")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for demo.safetensors and config.json (default: the shipped model's folder)")
     return parser.parse_args(argv)
 
 
@@ -88,6 +91,8 @@ def learning_rate(step: int, total: int, peak: float, warmup: int = 100) -> floa
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.out is None:
+        args.out = DEMO_FOLDERS["demo-wan" if args.architecture == "wan" else "demo"]
     if args.pure_noise_steps is None:
         args.pure_noise_steps = 0 if args.init is not None else 2000
     torch.set_grad_enabled(True)  # whatever the caller's process had set
@@ -100,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         config, transformer, text_encoder = load_demo(args.init)
         before = json.loads((args.init / CONFIG).read_text()).get("training")
     else:
-        config = DemoConfig(coordinates=not args.no_coordinates)
+        config = DemoConfig.for_architecture(args.architecture, coordinates=not args.no_coordinates)
         transformer, text_encoder = build_modules(config)
     transformer.to(device).train()
     text_encoder.to(device).train()
@@ -135,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         ids, mask = (t.to(device) for t in tokenizer(prompts))
 
         tokens, pooled = text_encoder(ids, mask)
-        pred = transformer(xt, (sigma * 1000).to(device), tokens, mask, pooled, return_dict=False)[0]
+        pred = transformer(hidden_states=xt, timestep=(sigma * 1000).to(device), **text_inputs(config, tokens, mask, pooled),
+                           return_dict=False)[0]
         loss = (pred.float() - target).pow(2).mean()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr)

@@ -100,6 +100,11 @@ REFUSALS = {
     "out-under-a-file": (["--out", "afile/results"], "--out", ["afile"]),
     "out-holds-results": (["--out", "old"], "--out", ["results.json", "results.md", "--overwrite"]),
     "out-read-only": (["--out", "read-only"], "--out", ["read-only"]),
+    "model-named-twice": (["--model", "demo", "demo"], "--model", ["twice"]),
+    "out-holds-a-models-results": (["--model", "demo", "demo-wan", "--out", "old-models"], "--out",
+                                   ["demo-wan/results.md", "--overwrite"]),
+    "out-model-folder-is-a-file": (["--model", "demo", "demo-wan", "--out", "file-models"], "--out",
+                                   ["demo-wan there is a file"]),
     "prompt-file-unreadable": (["--prompt-file", "secret.txt"], "--prompt-file", ["secret.txt"]),
 }
 NEED_PERMISSIONS = {"out-read-only", "prompt-file-unreadable"}  # root reads and writes anyway
@@ -117,6 +122,10 @@ def make_case(folder: Path) -> None:
     (folder / "old").mkdir()
     for name, data in (("results.json", b'{"old": true}\n'), ("results.md", b"| old |\n"), ("notes.txt", b"n\n")):
         (folder / "old" / name).write_bytes(data)
+    (folder / "old-models" / "demo-wan").mkdir(parents=True)
+    (folder / "old-models" / "demo-wan" / "results.md").write_bytes(b"| old |\n")
+    (folder / "file-models").mkdir()
+    (folder / "file-models" / "demo-wan").write_bytes(b"not a folder\n")
     (folder / "read-only").mkdir()
     (folder / "read-only" / "keep.txt").write_bytes(b"k\n")
     (folder / "secret.txt").write_text("a cat\n")
@@ -150,6 +159,11 @@ def runs(tiny_model_dir, tmp_path_factory):
     commands = {"default": (["--model", str(tiny_model_dir), *TINY, "--steps", "8", "--thresholds", "0", "1.0",
                              "--repeats", "2", "--methods", "EasyCache", "FirstBlock", "MagCache", "FasterCache"],
                             default_cwd)}
+    two_cwd = root / "two-models"
+    two_cwd.mkdir()
+    (two_cwd / "prompts.txt").write_text("a red circle moving left\n")
+    commands["two-models"] = (["--model", "demo-wan", str(tiny_model_dir), *TINY, "--steps", "8", "--thresholds",
+                               "1.0", "--methods", "EasyCache", "FasterCache", "SeaCache", "--out", "out"], two_cwd)
     refusals = refusal_commands(root / "refusals", tiny_model_dir)
     before = {name: snapshot(cwd) for name, (_, cwd) in refusals.items()}
     for _, cwd in refusals.values():
@@ -161,6 +175,7 @@ def runs(tiny_model_dir, tmp_path_factory):
         results[name]["unchanged"] = snapshot(cwd) == before[name]
     results["committed_unchanged"] = snapshot(REPO / "bench" / "results") == committed
     results["default_cwd"] = default_cwd
+    results["two_out"] = two_cwd / "out"
     return results
 
 
@@ -208,7 +223,8 @@ def test_benchmark_writes_table_json_and_plot(default_run):
 
     magcache = [r for r in rows if r["method"] == "MagCache"]
     assert len(magcache) == 3 and all("calls" in r for r in magcache), "calibrated, then run"
-    assert "guidance-distilled" in by_label[("FasterCache", "")]["unavailable"]
+    faster = [r for r in rows if r["method"] == "FasterCache"]
+    assert faster and all("needs classifier-free guidance" in r["unavailable"] for r in faster), faster
     assert {r["method"] for r in rows} >= {"no cache", "EasyCache", "FirstBlockCache", "MagCache", "FasterCache"}
 
     table = (out / "results.md").read_text()
@@ -255,7 +271,7 @@ def test_overwrite_replaces_only_the_results(tmp_path):
 
     old = tmp_path / "old"
     before = old_results(old)
-    args = run_bench.parse_args(["--out", str(old), "--overwrite"])
+    args = run_bench.parse_args(["--model", "demo", "--out", str(old), "--overwrite"])
     assert run_bench.check_out(args) == ["results.json", "results.md"]
     out, created = run_bench.prepare_out(args)
     assert out == old and created == [] and snapshot(old) == before, "the write probe leaves nothing"
@@ -334,6 +350,40 @@ def test_json_records_the_interleaved_timings_and_the_speedup_flag(default_run):
         assert row["speedup_exceeds_calls_ratio"] == run_bench.speedup_exceeds_calls_ratio(
             row["speedup"], row["calls"], row["computed"], row["calls_ratio_bounds_speedup"])
         assert row["calls_ratio_bounds_speedup"], row["method"]  # EasyCache, FirstBlockCache, MagCache
+
+
+def test_two_models_in_one_run_each_in_its_folder_with_calls_per_branch(runs, tiny_model_dir):
+    """demo-wan (true CFG, two calls a step) and a guidance-distilled tiny HunyuanVideo in one
+    command: a folder each with its own table; on the CFG model FasterCache runs (one batched call
+    a step) and EasyCache takes one decision per step for both branches."""
+    result, out = runs["two-models"], runs["two_out"]
+    assert result["rc"] == 0, result["stderr"][-3000:]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["demo-wan", tiny_model_dir.name])
+    wan, tiny = (json.loads((out / name / "results.json").read_text()) for name in ("demo-wan", tiny_model_dir.name))
+    assert wan["meta"]["model"] == "demo-wan" and wan["meta"]["calls_per_step"] == 2
+    assert tiny["meta"]["calls_per_step"] == 1
+    rows = {(r["method"], r["setting"]): r for r in wan["rows"]}
+    assert rows[("no cache", "")]["branches"] == {"cond": {"calls": 8, "computed": 8},
+                                                  "uncond": {"calls": 8, "computed": 8}}
+    easy = rows[("EasyCache", "thresh 1.0")]["branches"]
+    assert easy["cond"] == easy["uncond"] and easy["cond"]["computed"] < 8, "one decision a step, for both branches"
+    for setting in ("uncond every 2", "uncond every 5"):
+        faster = rows[("FasterCache", setting)]
+        assert "unavailable" not in faster and set(faster["branches"]) == {"cond_uncond"}
+        assert faster["calls"] == 8 and faster["psnr"] < 100
+    assert "unavailable" not in rows[("SeaCache", "threshold 0.5")]
+    table = (out / "demo-wan" / "results.md").read_text()
+    assert "per branch" in table and "cond 8 / 8, uncond 8 / 8" in table
+    tiny_faster = [r for r in tiny["rows"] if r["method"] == "FasterCache"]
+    assert tiny_faster and all("needs classifier-free guidance" in r["unavailable"] for r in tiny_faster)
+    assert "per branch" not in (out / tiny_model_dir.name / "results.md").read_text()
+
+
+def test_model_folders():
+    out = Path("o")
+    assert run_bench.model_folders(out, ["demo"]) == [out]
+    assert run_bench.model_folders(out, ["demo", "demo-wan", "owner/name"]) == [out / "demo", out / "demo-wan",
+                                                                              out / "owner--name"]
 
 
 # ---------------------------------------------------------------------------------------------

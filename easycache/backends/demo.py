@@ -1,4 +1,7 @@
-"""``--model demo``: the embedded demo model (``easycache/demo``), the whole job on a CPU in seconds.
+"""``--model demo`` / ``--model demo-wan``: the embedded demo models (``easycache/demo``), the whole
+job on a CPU in seconds. ``demo`` is HunyuanVideo's architecture (one transformer call a step);
+``demo-wan`` is Wan 2.1's with true classifier-free guidance (two calls a step, ``--cfg-scale``
+defaulting to its trained 5.0; ``--cfg-scale 1`` turns guidance off).
 
 Run like the diffusers backend (HunyuanVideo's flags), but each prompt is sampled twice from the
 same seed through the same code path: the baseline (threshold 0, bit-identical to no cache) and
@@ -29,17 +32,25 @@ class DemoBackend(DiffusersBackend):
     def parser(self) -> argparse.ArgumentParser:
         from ..demo.weights import load_demo_config
 
-        config = load_demo_config()
+        config = load_demo_config()  # both demos make the same frames and size
         parser = super().parser()
         parser.prog = "easycache_sample_video.py --backend demo"
-        parser.set_defaults(model="demo", video_size=[config.size, config.size], video_length=config.frames)
+        parser.set_defaults(model="demo", video_size=[config.size, config.size], video_length=config.frames,
+                            cfg_scale=None, flow_shift=None)  # None: the model's own (filled in by parse)
         return parser
 
     def parse(self, argv: list[str], need_prompt: bool):
-        args, settings = super().parse(argv, need_prompt)
-        from ..demo.weights import load_demo_config
+        from ..demo.weights import DEMO_FOLDERS, load_demo_config
 
-        config = load_demo_config()
+        args, settings = super().parse(argv, need_prompt)
+        if args.model not in DEMO_FOLDERS:
+            raise UsageError(f"--model {args.model}: the demo backend runs the embedded demo models; pass --model "
+                             f"{' or --model '.join(DEMO_FOLDERS)}, or --backend diffusers for a diffusers pipeline")
+        config = load_demo_config(DEMO_FOLDERS[args.model])
+        if args.cfg_scale is None:  # the trained guidance: 1 (none) for demo, 5 for demo-wan
+            args.cfg_scale = config.guidance_scale
+        if args.flow_shift is None:  # the trained shift: 7 for demo, 3 for demo-wan
+            args.flow_shift = config.shift
         trained = ([config.size, config.size], config.frames)
         if (list(args.video_size), args.video_length) != trained:
             raise UsageError(f"--video-size {' '.join(map(str, args.video_size))} --video-length {args.video_length}: "
@@ -52,12 +63,14 @@ class DemoBackend(DiffusersBackend):
         from ..demo import load_demo_pipeline
 
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        pipe = load_demo_pipeline(device)
+        pipe = load_demo_pipeline(device, model=args.model)
         if args.flow_shift != pipe.config.shift:
             logger.warning(f"--flow-shift {args.flow_shift}: the demo was trained with shift {pipe.config.shift}")
-            pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, shift=args.flow_shift)
-        logger.info(f"demo model ({pipe.config.frames} frames of {pipe.config.size}x{pipe.config.size}, "
-                    f"{args.infer_steps} steps) on {device}")
+            key = "flow_shift" if "flow_shift" in pipe.scheduler.config else "shift"
+            pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, **{key: args.flow_shift})
+        logger.info(f"{args.model} model ({pipe.config.architecture} architecture, {pipe.config.frames} frames of "
+                    f"{pipe.config.size}x{pipe.config.size}, {args.infer_steps} steps, guidance {args.cfg_scale:g}) "
+                    f"on {device}")
         pipe("warm-up", num_inference_steps=2, generator=torch.Generator().manual_seed(0))  # not timed
         return pipe
 
@@ -65,8 +78,7 @@ class DemoBackend(DiffusersBackend):
         frames = pipe(
             prompt,
             num_inference_steps=args.infer_steps,
-            # --cfg-scale 1 (HunyuanVideo's default) means the demo's own guidance scale.
-            guidance_scale=None if args.cfg_scale == 1.0 else args.cfg_scale,
+            guidance_scale=args.cfg_scale,  # the model's trained guidance unless --cfg-scale was given
             negative_prompt=args.neg_prompt or "",
             num_videos_per_prompt=num_videos,
             generator=torch.Generator().manual_seed(seed),

@@ -69,9 +69,11 @@ def matches(prompt: str, reading: ClipReading) -> bool:
     return reading.colour in words and reading.direction in words
 
 
-def score_prompts(pipe, prompts: list[str] = HELD_OUT_PROMPTS, steps: int = 30, seed: int = 0) -> list[tuple[str, ClipReading, bool]]:
-    """Sample each prompt (one seed, all in one batch) and read it."""
+def score_prompts(pipe, prompts: list[str] = HELD_OUT_PROMPTS, steps: int = 30, seed: int = 0,
+                  guidance_scale: float | None = None) -> list[tuple[str, ClipReading, bool]]:
+    """Sample each prompt (one seed, all in one batch; ``guidance_scale`` None: the model's own) and read it."""
     generator = torch.Generator().manual_seed(seed)
-    videos = pipe(prompts, num_inference_steps=steps, generator=generator, output_type="np").frames
+    videos = pipe(prompts, num_inference_steps=steps, generator=generator, output_type="np",
+                  guidance_scale=guidance_scale).frames
     readings = [read_clip(v) for v in videos]
     return [(p, r, matches(p, r)) for p, r in zip(prompts, readings)]

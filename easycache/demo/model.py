@@ -27,16 +27,48 @@ from dataclasses import asdict, dataclass, field
 import torch
 from einops import rearrange
 
-from diffusers import HunyuanVideoTransformer3DModel
+from diffusers import (FlowMatchEulerDiscreteScheduler, HunyuanVideoTransformer3DModel, UniPCMultistepScheduler,
+                       WanTransformer3DModel)
+
+
+# The transformer of each architecture at the demo's size: diffusers' own classes, small.
+TRANSFORMERS = {
+    "hunyuan": dict(
+        num_attention_heads=4,
+        attention_head_dim=32,  # hidden size 128: comfortably wider than a token's 48 channels
+        num_layers=2,  # dual-stream blocks (text and video apart)
+        num_single_layers=2,  # single-stream blocks (text and video joined)
+        num_refiner_layers=1,
+        mlp_ratio=4.0,
+        patch_size=1,
+        patch_size_t=1,
+        guidance_embeds=False,  # no distilled guidance: true CFG instead, when wanted
+        rope_axes_dim=(8, 12, 12),  # (time, height, width), summing to attention_head_dim
+    ),
+    "wan": dict(
+        patch_size=(1, 2, 2),  # Wan 2.1's patching: 2x2 latent pixels a token (fold 2: 4x4 tokens a frame)
+        num_attention_heads=4,
+        attention_head_dim=32,  # hidden size 128
+        ffn_dim=512,
+        num_layers=4,  # self-attention, cross-attention to the prompt, feed-forward; no joint text stream
+        freq_dim=64,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+    ),
+}
+ARCHITECTURES = tuple(TRANSFORMERS)
 
 
 @dataclass
 class DemoConfig:
     """Everything that fixes the demo model's shape and its sampler; saved beside the weights.
 
-    ``shift`` is the flow-matching scheduler's shift, the same in training (where it places the
-    noise levels trained on) and sampling: HunyuanVideo's 7.0. ``guidance_scale`` is true
-    classifier-free guidance (two transformer calls a step when > 1).
+    ``architecture``: ``"hunyuan"`` (diffusers' ``HunyuanVideoTransformer3DModel``, text through
+    joint attention, Euler flow-matching sampler) or ``"wan"`` (``WanTransformer3DModel``, text
+    through cross-attention, UniPC flow sampler as ``WanPipeline`` runs it).
+    ``shift`` is the flow-matching sigma shift, the same in training (where it places the noise
+    levels trained on) and sampling. ``guidance_scale`` is true classifier-free guidance (two
+    transformer calls a step when > 1).
     """
 
     frames: int = 9
@@ -49,18 +81,16 @@ class DemoConfig:
     text_layers: int = 2
     max_words: int = 12
     coordinates: bool = True  # append (frame, row, column) channels to the transformer's input
-    transformer: dict = field(default_factory=lambda: dict(
-        num_attention_heads=4,
-        attention_head_dim=32,  # hidden size 128: comfortably wider than a token's 48 channels
-        num_layers=2,  # dual-stream blocks (text and video apart)
-        num_single_layers=2,  # single-stream blocks (text and video joined)
-        num_refiner_layers=1,
-        mlp_ratio=4.0,
-        patch_size=1,
-        patch_size_t=1,
-        guidance_embeds=False,  # no distilled guidance: true CFG instead, when wanted
-        rope_axes_dim=(8, 12, 12),  # (time, height, width), summing to attention_head_dim
-    ))
+    architecture: str = "hunyuan"
+    transformer: dict = field(default_factory=lambda: dict(TRANSFORMERS["hunyuan"]))
+
+    @classmethod
+    def for_architecture(cls, architecture: str, **overrides) -> "DemoConfig":
+        """The training defaults of one architecture. Wan's are Wan 2.1's sampler settings (shift 3.0,
+        guidance 5.0) with fold 2, so its own 2x2 patching makes the same 4x4 tokens a frame."""
+        if architecture == "wan":
+            overrides = dict(fold=2, shift=3.0, guidance_scale=5.0, **overrides)
+        return cls(architecture=architecture, transformer=dict(TRANSFORMERS[architecture]), **overrides)
 
     @property
     def channels(self) -> int:
@@ -80,9 +110,13 @@ class DemoConfig:
         return cls(**{"coordinates": False, **data})  # folders saved before coordinates existed lack the key
 
 
-def build_transformer(config: DemoConfig) -> HunyuanVideoTransformer3DModel:
-    """diffusers' HunyuanVideo transformer at the demo's size (random weights)."""
+def build_transformer(config: DemoConfig) -> torch.nn.Module:
+    """diffusers' transformer of ``config.architecture`` at the demo's size (random weights)."""
     kwargs = dict(config.transformer)
+    if config.architecture == "wan":
+        kwargs["patch_size"] = tuple(kwargs["patch_size"])
+        return WanTransformer3DModel(in_channels=config.input_channels, out_channels=config.channels,
+                                     text_dim=config.text_width, **kwargs)
     kwargs["rope_axes_dim"] = tuple(kwargs["rope_axes_dim"])
     return HunyuanVideoTransformer3DModel(
         in_channels=config.input_channels,
@@ -91,6 +125,24 @@ def build_transformer(config: DemoConfig) -> HunyuanVideoTransformer3DModel:
         pooled_projection_dim=config.text_width,
         **kwargs,
     )
+
+
+def text_inputs(config: DemoConfig, tokens: torch.Tensor, mask: torch.Tensor, pooled: torch.Tensor) -> dict:
+    """The prompt as the transformer of ``config.architecture`` takes it: HunyuanVideo's tokens, their
+    mask and a pooled vector; Wan's tokens alone, zero past the prompt's end (as ``WanPipeline`` pads
+    UMT5's output), attended in full by cross-attention."""
+    if config.architecture == "wan":
+        return dict(encoder_hidden_states=tokens * mask.unsqueeze(-1).to(tokens.dtype))
+    return dict(encoder_hidden_states=tokens, encoder_attention_mask=mask, pooled_projections=pooled)
+
+
+def make_scheduler(config: DemoConfig):
+    """The sampler the architecture ships with in diffusers: HunyuanVideo's flow-matching Euler, or
+    Wan's UniPC multistep in flow-prediction mode; both with ``config.shift``."""
+    if config.architecture == "wan":
+        return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                       flow_shift=config.shift, num_train_timesteps=1000)
+    return FlowMatchEulerDiscreteScheduler(shift=config.shift)
 
 
 def with_coordinates(latents: torch.Tensor) -> torch.Tensor:

@@ -2,22 +2,22 @@
 
 Shaped like a diffusers pipeline so EasyCache installs on it exactly as on HunyuanVideo's: it has a
 ``.transformer``, sets ``_num_timesteps`` before its denoising loop, calls the transformer once a
-step (twice with classifier-free guidance, under ``cache_context("cond")`` / ``("uncond")``), and
-returns an object with ``.frames``.
+step (twice with classifier-free guidance, under ``cache_context("cond")`` / ``("uncond")``, as
+diffusers' ``WanPipeline`` does; or once on the two branches batched, under
+``cache_context("cond_uncond")``, with ``batch_guidance = True``), and returns an object with ``.frames``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from diffusers import FlowMatchEulerDiscreteScheduler
-
-from .model import DemoConfig, decode, with_coordinates
+from .model import DemoConfig, decode, make_scheduler, text_inputs, with_coordinates
 from .text import TextEncoder, WordTokenizer
 
 
@@ -30,15 +30,19 @@ class DemoOutput:
 
 
 class DemoPipeline:
-    """A tiny trained HunyuanVideo-architecture text-to-video model; see ``load_demo_pipeline``."""
+    """A tiny trained text-to-video model (HunyuanVideo's or Wan's architecture); see ``load_demo_pipeline``."""
 
     def __init__(self, config: DemoConfig, transformer: torch.nn.Module, text_encoder: TextEncoder):
         self.config = config
         self.transformer = transformer
         self.text_encoder = text_encoder
         self.tokenizer = WordTokenizer(max_length=config.max_words)
-        self.scheduler = FlowMatchEulerDiscreteScheduler(shift=config.shift)
+        self.scheduler = make_scheduler(config)
         self.progress_bar_enabled = False
+        # Classifier-free guidance as one transformer call on the batch [uncond, cond] (CogVideoX's and
+        # HunyuanVideo-1.5's way, what FasterCache's branch reuse needs) instead of two calls (Wan's).
+        # The same video up to float rounding; it trades memory (twice the batch) for fewer calls.
+        self.batch_guidance = False
         self._num_timesteps = None
         self._current_timestep = None
 
@@ -101,11 +105,19 @@ class DemoPipeline:
         self.scheduler.set_timesteps(steps, device=self.device)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
-        for t in tqdm(timesteps, desc="demo", disable=not self.progress_bar_enabled):
+        for i, t in enumerate(tqdm(timesteps, desc="demo", disable=not self.progress_bar_enabled)):
             self._current_timestep = t
-            velocity = self._predict(latents, t, cond, "cond")
+            # Where the loop is, as diffusers' Wan pipeline tells caches that read it (SeaCache).
+            where = dict(step_index=i, sigma=float(self.scheduler.sigmas[i]), num_inference_steps=len(timesteps))
+            if uncond is not None and self.batch_guidance:
+                both = tuple(torch.cat([u, c]) for u, c in zip(uncond, cond))
+                velocity_uncond, velocity = self._predict(latents.repeat(2, 1, 1, 1, 1), t, both, "cond_uncond",
+                                                          where).chunk(2)
+            else:
+                velocity = self._predict(latents, t, cond, "cond", where)
+                if uncond is not None:
+                    velocity_uncond = self._predict(latents, t, uncond, "uncond", where)
             if uncond is not None:
-                velocity_uncond = self._predict(latents, t, uncond, "uncond")
                 velocity = velocity_uncond + guidance * (velocity - velocity_uncond)
             latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
         self._current_timestep = None
@@ -115,16 +127,20 @@ class DemoPipeline:
             return DemoOutput(frames=video.cpu())
         return DemoOutput(frames=video.permute(0, 1, 3, 4, 2).cpu().numpy())
 
-    def _predict(self, latents: torch.Tensor, t: torch.Tensor, text: tuple, branch: str) -> torch.Tensor:
-        tokens, mask, pooled = text
-        # diffusers >= 0.35 names the branch so caches keep one state per branch; older ones lack it.
+    def _predict(self, latents: torch.Tensor, t: torch.Tensor, text: tuple, branch: str, where: dict) -> torch.Tensor:
+        # diffusers >= 0.35 names the branch so caches keep one state per branch; older ones lack it,
+        # and only newer ones take where the loop is.
         scope = getattr(self.transformer, "cache_context", None)
-        with scope(branch) if scope is not None else contextlib.nullcontext():
+        if scope is None:
+            context = contextlib.nullcontext()
+        elif "kwargs" in inspect.signature(scope).parameters:
+            context = scope(branch, **where)
+        else:
+            context = scope(branch)
+        with context:
             return self.transformer(
                 hidden_states=with_coordinates(latents) if self.config.coordinates else latents,
                 timestep=t.expand(latents.shape[0]),
-                encoder_hidden_states=tokens,
-                encoder_attention_mask=mask,
-                pooled_projections=pooled,
+                **text_inputs(self.config, *text),
                 return_dict=False,
             )[0]

@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from . import DEMO_DIR, DEMO_FOLDERS  # noqa: F401 (DEMO_FOLDERS: the shipped models, for the scripts)
 from .model import DemoConfig, build_transformer
 from .text import TextEncoder
 
-DEMO_DIR = Path(__file__).resolve().parent
 WEIGHTS = "demo.safetensors"
 CONFIG = "config.json"
 
