@@ -148,7 +148,7 @@ def diffusers_methods(num_steps: int) -> list[Method]:
     methods += [
         _diffusers_hook("SeaCache", f"threshold {t}", lambda pipe, t=t: SeaCacheConfig(
             threshold=t, raw_vision_callback=predicted_latents), calls_bound_speedup=True)
-        for t in (0.1, 0.25, 0.5)
+        for t in (0.2, 0.35, 0.5)
     ]
     methods += [
         _diffusers_hook("PyramidAttentionBroadcast", f"skip {r}", lambda pipe, r=r: PyramidAttentionBroadcastConfig(

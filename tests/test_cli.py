@@ -178,3 +178,20 @@ def test_the_cache_summary_is_logged_when_a_run_is_interrupted(tmp_path):
     assert len(total) == 1 and "1 videos" in total[0] and "/16 transformer calls" in total[0]
     assert "stopped during a generation, its 6 calls so far included" in total[0]
     assert len(list(tmp_path.glob("*.mp4"))) == 1, "the finished video is kept"
+
+
+def test_demo_wan_runs_its_guidance_and_its_preset_and_can_turn_guidance_off(tmp_path, capsys):
+    """--model demo-wan: the demo backend (no --backend needed), Wan 2.1's preset, two calls a step
+    at its trained guidance; --cfg-scale 1 turns guidance off (one call a step). A model the demo
+    backend does not have is one line."""
+    job = ["--model", "demo-wan", "--prompt", "a red circle moving left", "--seed", "0", "--infer-steps", "12"]
+    assert easycache_sample_video.main([*job, "--save-path", str(tmp_path / "cfg")]) == 0
+    assert easycache_sample_video.main([*job, "--cfg-scale", "1", "--save-path", str(tmp_path / "plain")]) == 0
+    guided = json.loads(next((tmp_path / "cfg").glob("*_easycache.json")).read_text())
+    plain = json.loads(next((tmp_path / "plain").glob("*_easycache.json")).read_text())
+    assert (guided["easycache"]["thresh"], guided["easycache"]["warmup_steps"]) == (0.05, 10)
+    assert len(guided["records"]) == 24 and {r["branch"] for r in guided["records"]} == {"cond", "uncond"}
+    assert len(plain["records"]) == 12
+    assert easycache_sample_video.main(["--backend", "demo", "--model", "demo-hunyuan", "--prompt", "a"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: --model demo-hunyuan:") and "demo-wan" in line

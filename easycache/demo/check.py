@@ -69,6 +69,23 @@ def matches(prompt: str, reading: ClipReading) -> bool:
     return reading.colour in words and reading.direction in words
 
 
+@dataclass(frozen=True, order=True)
+class Score:
+    """The check's score of a set of clips, compared as a tuple: first how many show the named
+    colour and direction; then, among equal counts, how far they move that way (the mean of the
+    centroid's travel, 0 for a clip that is wrong). Clips of the training data travel 6.5 px on
+    average by this reading (400 drawn clips of the held-out combinations; 5.3 to 8.0)."""
+
+    right: int
+    travel: float
+
+
+def score_of(results: list[tuple[str, ClipReading, bool]]) -> Score:
+    """The ``Score`` of ``score_prompts``' results."""
+    travel = [reading.travel if ok else 0.0 for _, reading, ok in results]
+    return Score(sum(ok for *_, ok in results), float(np.mean(travel)) if travel else 0.0)
+
+
 def score_prompts(pipe, prompts: list[str] = HELD_OUT_PROMPTS, steps: int = 30, seed: int = 0,
                   guidance_scale: float | None = None) -> list[tuple[str, ClipReading, bool]]:
     """Sample each prompt (one seed, all in one batch; ``guidance_scale`` None: the model's own) and read it."""

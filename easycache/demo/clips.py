@@ -76,8 +76,17 @@ def render_clip(
     return bg * (1 - mask) + fg * mask
 
 
-def sample_clip(generator: torch.Generator, frames: int, size: int, combos=TRAIN_COMBOS) -> tuple[torch.Tensor, str]:
+def sample_clip(generator: torch.Generator, frames: int, size: int, combos=TRAIN_COMBOS,
+                caption_noise: float = 0.0) -> tuple[torch.Tensor, str]:
     """A random clip of a random combination and its prompt.
+
+    ``caption_noise``: the fraction of clips whose prompt names another direction than the one the
+    shape moves in (as web captions are often wrong); the named combination is still one of
+    ``combos``, so a held-out prompt is never seen, not even with the wrong clip. With it the data
+    itself says "moving left" means left only most of the time: sampling the model's conditional
+    as it is (no guidance) reproduces that noise, and classifier-free guidance sharpens it toward
+    the prompt, which is why real models need guidance. 0 draws no extra random number (the first
+    demo's data stream is unchanged).
 
     The shape crosses the frame: it starts near the edge it moves away from and travels 80-100% of
     the way to the opposite one, a little off the middle across the motion (up to 15% of the frame).
@@ -113,4 +122,8 @@ def sample_clip(generator: torch.Generator, frames: int, size: int, combos=TRAIN
     start = (along, across) if dy else (across, along)
     clip = render_clip(colour, shape, direction, background, frames=frames, size=size,
                        start=start, speed=travel / (frames - 1), radius=radius)
-    return clip, prompt_for(colour, shape, direction, background)
+    named = direction
+    if caption_noise > 0 and float(torch.rand((), generator=generator)) < caption_noise:
+        others = [d for d in DIRECTIONS if d != direction and (colour, shape, d) in combos]
+        named = pick(others) if others else direction
+    return clip, prompt_for(colour, shape, named, background)
