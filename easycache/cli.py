@@ -117,7 +117,7 @@ def entry_parser(prog: str, description: str, sparse: bool = False, backend: str
 
 def backend_name(ours: argparse.Namespace, rest: list[str]) -> str:
     """``--backend``, else ``demo`` for ``--model demo`` (or ``demo-wan``), else ``tencent``."""
-    from .demo.weights import DEMO_FOLDERS
+    from .demo import DEMO_FOLDERS  # imports neither torch nor diffusers
 
     model_demo = any(f"--model={name}" in rest for name in DEMO_FOLDERS) or any(
         a == "--model" and b in DEMO_FOLDERS for a, b in zip(rest, rest[1:]))
