@@ -1,4 +1,7 @@
-"""The demo model's shape: HunyuanVideo's transformer, tiny, on pixels folded into a latent grid.
+"""The demo models' shape: a diffusers video transformer, tiny (HunyuanVideo's for ``demo``, Wan
+2.1's for ``demo-wan``: ``TRANSFORMERS``), on pixels folded into a latent grid. What follows was
+found on the HunyuanVideo demo; the Wan demo folds 2x2 (12 channels) and lets Wan's own 2x2
+patching make the same 4x4 tokens a frame.
 
 No VAE: HunyuanVideo's causal 3D VAE is ~250M parameters and would need training too. Instead the
 "latent" of a clip is its pixels, scaled to [-1, 1] and pixel-unshuffled: each ``fold x fold``
