@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import easycache
+from easycache.cache import predicted_part
 
 
 @dataclass
@@ -109,7 +110,7 @@ def predicted_latents(module, args, kwargs) -> list:
     coordinate) channels after them are conditioning, not the trajectory."""
     hidden_states = kwargs.get("hidden_states", args[0] if args else None)
     channels = module.config.out_channels or hidden_states.shape[1]
-    return list(hidden_states[:, :channels].unbind(0))
+    return list(predicted_part(hidden_states, (1, channels)).unbind(0))
 
 
 def diffusers_methods(num_steps: int) -> list[Method]:

@@ -690,8 +690,8 @@ def run_model(args, model: str, prompts: list[str], methods: list[Method], out: 
     frames_of(pipe(**call_kwargs(pipe, *jobs[0], args)))  # warm-up, untimed
     calls_per_step = counter.take()[0] / args.steps
     baseline, peers = methods[0], methods[1:]  # all_methods lists the baseline (no cache) first
-    unavailable: dict[int, str] = {i: m.unavailable or guidance_mismatch(m, pipe, calls_per_step)
-                                   for i, m in enumerate(peers) if m.unavailable or guidance_mismatch(m, pipe, calls_per_step)}
+    reasons = {i: m.unavailable or guidance_mismatch(m, pipe, calls_per_step) for i, m in enumerate(peers)}
+    unavailable: dict[int, str] = {i: reason for i, reason in reasons.items() if reason}
     for i, method in enumerate(peers):
         if i in unavailable or method.calibrate is None:
             continue

@@ -10,6 +10,7 @@ diffusers' ``WanPipeline`` does; or once on the two branches batched, under
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,13 @@ from tqdm import tqdm
 
 from .model import DemoConfig, decode, make_scheduler, text_inputs, with_coordinates
 from .text import TextEncoder, WordTokenizer
+
+
+@functools.cache
+def _takes_where(transformer_class: type) -> bool:
+    """Whether this diffusers' ``cache_context`` takes where the loop is (keyword arguments), read
+    once per class rather than on every call (caches wrap it, passing every argument through)."""
+    return "kwargs" in inspect.signature(transformer_class.cache_context).parameters
 
 
 @dataclass
@@ -133,7 +141,7 @@ class DemoPipeline:
         scope = getattr(self.transformer, "cache_context", None)
         if scope is None:
             context = contextlib.nullcontext()
-        elif "kwargs" in inspect.signature(scope).parameters:
+        elif _takes_where(type(self.transformer)):
             context = scope(branch, **where)
         else:
             context = scope(branch)
