@@ -61,7 +61,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tencent_tiny import Patches, checkout_or_skip_reason, randomize_  # shared with the HunyuanVideo harness
+from tencent_tiny import (  # shared with the HunyuanVideo harness
+    Patches,
+    checkout_or_skip_reason,
+    randomize_,
+    word_level_backend,
+)
 
 HYVIDEO15_ROOT_ENV = "HYVIDEO15_ROOT"
 SEED = 1234
@@ -344,23 +349,12 @@ def _write_scheduler(model_path: Path) -> None:
 
 def _llm_tokenizer():
     """Word-level Qwen-like tokenizer: its chat markers and the words of hyvideo's prompt templates."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, pre_tokenizers
-    from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
     from hyvideo.models.text_encoders import PROMPT_TEMPLATE
 
-    pre = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(_SPLIT), behavior="isolated"),
-                                   pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     texts = [m["content"] for t in PROMPT_TEMPLATE.values() for m in t["template"]]
     texts += ["user\nassistant\nsystem\n", " ".join(_WORDS), "\n"]
-    vocab = {tok: i for i, tok in enumerate(_LLM_SPECIALS)}
-    for text in texts:
-        for piece, _ in pre.pre_tokenize_str(text):
-            vocab.setdefault(piece, len(vocab))
-    backend = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre
-    backend.decoder = decoders.ByteLevel()
-    backend.add_special_tokens([AddedToken(t, special=True) for t in _LLM_SPECIALS])
+    backend, _ = word_level_backend(_SPLIT, texts, _LLM_SPECIALS)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                         unk_token="<unk>", model_max_length=4096)
     tokenizer.chat_template = _QWEN_CHAT_TEMPLATE

@@ -328,19 +328,18 @@ def _write_vae(vae_dir: Path, generator: torch.Generator) -> None:
     torch.save(model.state_dict(), vae_dir / "pytorch_model.pt")
 
 
-def _llm_tokenizer():
-    """Word-level Llama-3-like tokenizer covering hyvideo's prompt templates and negative prompt."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, pre_tokenizers, processors
+def word_level_backend(split_regex: str, texts: list[str], specials: tuple[str, ...]):
+    """A byte-level word tokenizer (``tokenizers``) knowing every piece of ``texts`` as split by
+    ``split_regex``, and ``specials`` as special tokens (ids first; kept whole where a text names
+    them): what both Tencent harnesses' tiny LLM tokenizers stand on. Returns (backend, vocab)."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, pre_tokenizers
     from tokenizers.models import WordLevel
-    from transformers import PreTrainedTokenizerFast
-    from hyvideo.constants import NEGATIVE_PROMPT, PROMPT_TEMPLATE
 
     pre = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(_LLAMA3_SPLIT), behavior="isolated"),
+        pre_tokenizers.Split(Regex(split_regex), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
-    texts = [t["template"] for t in PROMPT_TEMPLATE.values()] + [NEGATIVE_PROMPT, " ".join(_EXTRA_WORDS)]
-    vocab = {tok: i for i, tok in enumerate(_LLM_SPECIALS)}
+    vocab = {tok: i for i, tok in enumerate(specials)}
     for text in texts:
         for part in re.split(r"(<\|[a-z_]+\|>)", text):
             if part and part not in vocab:
@@ -349,7 +348,18 @@ def _llm_tokenizer():
     backend = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre
     backend.decoder = decoders.ByteLevel()
-    backend.add_special_tokens([AddedToken(t, special=True) for t in _LLM_SPECIALS])
+    backend.add_special_tokens([AddedToken(t, special=True) for t in specials])
+    return backend, vocab
+
+
+def _llm_tokenizer():
+    """Word-level Llama-3-like tokenizer covering hyvideo's prompt templates and negative prompt."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+    from hyvideo.constants import NEGATIVE_PROMPT, PROMPT_TEMPLATE
+
+    texts = [t["template"] for t in PROMPT_TEMPLATE.values()] + [NEGATIVE_PROMPT, " ".join(_EXTRA_WORDS)]
+    backend, vocab = word_level_backend(_LLAMA3_SPLIT, texts, _LLM_SPECIALS)
     backend.post_processor = processors.TemplateProcessing(
         single="<|begin_of_text|> $A", special_tokens=[("<|begin_of_text|>", vocab["<|begin_of_text|>"])]
     )
