@@ -20,6 +20,7 @@ from loguru import logger
 
 from ..errors import UsageError
 from ..runner import Video
+from ..versions import require_diffusers_class
 from .diffusers import DiffusersBackend
 
 
@@ -47,6 +48,8 @@ class DemoBackend(DiffusersBackend):
             raise UsageError(f"--model {args.model}: the demo backend runs the embedded demo models; pass --model "
                              f"{' or --model '.join(DEMO_FOLDERS)}, or --backend diffusers for a diffusers pipeline")
         config = load_demo_config(DEMO_FOLDERS[args.model])
+        if config.architecture == "wan":  # HunyuanVideo's demo runs on any diffusers (demo/hunyuan_torch.py)
+            require_diffusers_class("WanTransformer3DModel", f"--model {args.model} (Wan 2.1's architecture)")
         if args.cfg_scale is None:  # the trained guidance: 1 (none) for demo, 5 for demo-wan
             args.cfg_scale = config.guidance_scale
         if args.flow_shift is None:  # the trained shift: 7 for demo, 3 for demo-wan

@@ -30,8 +30,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 from einops import rearrange
 
-from diffusers import (FlowMatchEulerDiscreteScheduler, HunyuanVideoTransformer3DModel, UniPCMultistepScheduler,
-                       WanTransformer3DModel)
+import diffusers
+from diffusers import FlowMatchEulerDiscreteScheduler
+
+from ..versions import require_diffusers_class
 
 
 # The transformer of each architecture at the demo's size: diffusers' own classes, small.
@@ -114,14 +116,21 @@ class DemoConfig:
 
 
 def build_transformer(config: DemoConfig) -> torch.nn.Module:
-    """diffusers' transformer of ``config.architecture`` at the demo's size (random weights)."""
+    """diffusers' transformer of ``config.architecture`` at the demo's size (random weights). A
+    diffusers without ``HunyuanVideoTransformer3DModel`` (before 0.32, HunyuanVideo's own pin) gets
+    the same computation in plain torch (``hunyuan_torch``); Wan's needs diffusers >= 0.33."""
     kwargs = dict(config.transformer)
     if config.architecture == "wan":
+        require_diffusers_class("WanTransformer3DModel", "the Wan demo (--model demo-wan)")
         kwargs["patch_size"] = tuple(kwargs["patch_size"])
-        return WanTransformer3DModel(in_channels=config.input_channels, out_channels=config.channels,
-                                     text_dim=config.text_width, **kwargs)
+        return diffusers.WanTransformer3DModel(in_channels=config.input_channels, out_channels=config.channels,
+                                               text_dim=config.text_width, **kwargs)
     kwargs["rope_axes_dim"] = tuple(kwargs["rope_axes_dim"])
-    return HunyuanVideoTransformer3DModel(
+    if hasattr(diffusers, "HunyuanVideoTransformer3DModel"):
+        transformer_class = diffusers.HunyuanVideoTransformer3DModel
+    else:
+        from .hunyuan_torch import DemoHunyuanTransformer as transformer_class
+    return transformer_class(
         in_channels=config.input_channels,
         out_channels=config.channels,
         text_embed_dim=config.text_width,
@@ -143,7 +152,7 @@ def make_scheduler(config: DemoConfig):
     """The sampler the architecture ships with in diffusers: HunyuanVideo's flow-matching Euler, or
     Wan's UniPC multistep in flow-prediction mode; both with ``config.shift``."""
     if config.architecture == "wan":
-        return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+        return diffusers.UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
                                        flow_shift=config.shift, num_train_timesteps=1000)
     return FlowMatchEulerDiscreteScheduler(shift=config.shift)
 
