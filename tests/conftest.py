@@ -15,7 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def tiny_pipe():
     """The tiny random diffusers HunyuanVideo pipeline (``tiny_hunyuan``), shared: a test that
     installs a cache or sparse attention on it removes them again."""
-    from tiny_hunyuan import tiny_pipeline
+    from easycache.testing.tiny_hunyuan import tiny_pipeline
 
     return tiny_pipeline()
 
@@ -23,7 +23,7 @@ def tiny_pipe():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """The same tiny pipeline saved as a folder, for ``--model FOLDER`` and ``--model`` of the bench."""
-    from tiny_hunyuan import tiny_pipeline
+    from easycache.testing.tiny_hunyuan import tiny_pipeline
 
     folder = tmp_path_factory.mktemp("tiny-hunyuanvideo")
     tiny_pipeline().save_pretrained(folder)
@@ -45,7 +45,7 @@ def tencent(tmp_path, monkeypatch):
     """A HunyuanVideo checkout (``HYVIDEO_ROOT``) importable on CPU, tiny weights in ./ckpts of a
     fresh working directory: yields (hyvideo modules, the weights' flags, the directory). Skipped,
     with its reason, without a checkout."""
-    from tencent_tiny import enable_cpu_shims, hyvideo_root_or_skip_reason, write_tiny_checkpoints
+    from easycache.testing.tencent_tiny import enable_cpu_shims, hyvideo_root_or_skip_reason, write_tiny_checkpoints
 
     root, reason = hyvideo_root_or_skip_reason()
     if root is None:

@@ -61,7 +61,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tencent_tiny import (  # shared with the HunyuanVideo harness
+from easycache.testing.tencent_tiny import (  # shared with the HunyuanVideo harness
     Patches,
     checkout_or_skip_reason,
     randomize_,

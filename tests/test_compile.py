@@ -4,7 +4,7 @@ steps are still skipped (ComfyUI's EasyCache node skips nothing under torch.comp
 import torch
 
 import easycache
-from tiny_hunyuan import generate, tiny_pipeline
+from easycache.testing.tiny_hunyuan import generate, tiny_pipeline
 
 
 def test_compiled_transformer_still_skips_and_matches_the_uncompiled_cached_run():

@@ -5,7 +5,7 @@ import torch
 
 import easycache
 from easycache import EasyCacheConfig
-from tiny_hunyuan import generate, generate_cached, tiny_transformer
+from easycache.testing.tiny_hunyuan import generate, generate_cached, tiny_transformer
 
 STEPS = 12
 

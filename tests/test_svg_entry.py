@@ -12,7 +12,7 @@ import easycache
 import hyvideo_svg_easycache
 from easycache import EasyCacheConfig, cli
 from easycache.sparse import SVGConfig, apply_svg, remove_svg
-from tiny_hunyuan import generate
+from easycache.testing.tiny_hunyuan import generate
 
 STEPS = 8
 BLOCKS = 2  # tiny_transformer: one double-stream and one single-stream block

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tencent_tiny import (
+from easycache.testing.tencent_tiny import (
     LATENT_CHANNELS,
     TINY_NAME,
     enable_cpu_shims,

@@ -2,7 +2,7 @@
 
 Set HYVIDEO_ROOT to a checkout (git clone https://github.com/Tencent/HunyuanVideo). Tiny random
 checkpoints are written in HunyuanVideo's own layout; only CUDA-only pieces are shimmed (see
-tests/tencent_tiny.py). Skipped, with its reason, when HYVIDEO_ROOT is unset.
+easycache/testing/tencent_tiny.py). Skipped, with its reason, when HYVIDEO_ROOT is unset.
 
 Not covered on CPU: ``--use-cpu-offload`` (diffusers' sequential offload needs an accelerator) and
 ``--ulysses-degree`` (xDiT needs NCCL); the seed command line with it is parsed, not run.
@@ -19,7 +19,7 @@ import pytest
 import easycache_sample_video
 from easycache import EasyCacheConfig, cli
 from easycache.backends import tencent as hyvideo_backend
-from tencent_tiny import hyvideo_root_or_skip_reason
+from easycache.testing.tencent_tiny import hyvideo_root_or_skip_reason
 
 ROOT, SKIP_REASON = hyvideo_root_or_skip_reason()
 pytestmark = pytest.mark.skipif(ROOT is None, reason=f"Tencent integration: {SKIP_REASON}")

@@ -63,7 +63,7 @@ def _quiet(pipe):
 
 # ---------------------------------------------------------------------------------- HunyuanVideo
 def hunyuan_t2v() -> Case:
-    from tiny_hunyuan import PROMPT_TEMPLATE, tiny_pipeline
+    from easycache.testing.tiny_hunyuan import PROMPT_TEMPLATE, tiny_pipeline
 
     pipe = tiny_pipeline()
 
@@ -555,7 +555,7 @@ def _wan_tokenizer(max_length: int = 512):
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    from tiny_hunyuan import WORDS
+    from easycache.testing.tiny_hunyuan import WORDS
 
     vocab = {token: i for i, token in enumerate(["<pad>", "</s>", "<unk>", *WORDS])}
     tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))

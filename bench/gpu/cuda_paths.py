@@ -1,6 +1,6 @@
 """Part c: the end-to-end checks that matter, on the device (CUDA when there is one).
 
-- ``threshold0``: the tiny diffusers HunyuanVideo pipeline (``tests/tiny_hunyuan.py``) with EasyCache
+- ``threshold0``: the tiny diffusers HunyuanVideo pipeline (``easycache/testing/tiny_hunyuan.py``) with EasyCache
   at threshold 0 gives bit-identically the video without it, with and without true CFG (two calls
   a step); the baseline is generated twice to show it is itself repeatable on this device.
 - ``cfg_decisions``: at a high threshold with true CFG, calls are reused, and each step takes one
@@ -30,20 +30,20 @@ def estimate(ctx: Context) -> float:
 
 def _pipeline(ctx: Context):
     if "tiny_pipeline" not in ctx.objects:
-        from tiny_hunyuan import tiny_pipeline
+        from easycache.testing.tiny_hunyuan import tiny_pipeline
 
         ctx.objects["tiny_pipeline"] = tiny_pipeline().to(ctx.device)
     return ctx.objects["tiny_pipeline"]
 
 
 def _cached(pipe, config, **kwargs):
-    from tiny_hunyuan import generate_cached
+    from easycache.testing.tiny_hunyuan import generate_cached
 
     return generate_cached(pipe, config, steps=STEPS, **kwargs)
 
 
 def run_threshold0(ctx: Context, entry: dict, write) -> None:
-    from tiny_hunyuan import generate
+    from easycache.testing.tiny_hunyuan import generate
 
     import easycache
 

@@ -1,7 +1,7 @@
 """Part d: Tencent's own transformer (``HYVideoDiffusionTransformer`` of a HunyuanVideo checkout named
 by ``HYVIDEO_ROOT``) at 544p: computed against reused call time, as part a measures diffusers'.
 
-The checkout is made importable by ``tests/tencent_tiny.py``'s ``enable_cpu_shims`` (its stand-in
+The checkout is made importable by ``easycache/testing/tencent_tiny.py``'s ``enable_cpu_shims`` (its stand-in
 for flash-attn's ``flash_attn_varlen_func`` runs SDPA per sequence segment, on any device); when
 flash-attn is installed, its own kernel and ``get_cu_seqlens`` are put back. The model is built
 with Tencent's class at its 13B configuration ("HYVideo-T/2-cfgdistill"), random bf16 weights,
@@ -28,7 +28,7 @@ ROPE_THETA = 256  # hyvideo.config --rope-theta default
 
 def estimate(ctx: Context) -> float | None:
     """Seconds of part d (budget only); a missing checkout is said before any budget reason."""
-    import tencent_tiny
+    from easycache.testing import tencent_tiny
 
     root, reason = tencent_tiny.hyvideo_root_or_skip_reason()
     if root is None:
@@ -39,7 +39,7 @@ def estimate(ctx: Context) -> float | None:
 
 
 def run(ctx: Context, entry: dict, write) -> None:
-    import tencent_tiny
+    from easycache.testing import tencent_tiny
 
     root, reason = tencent_tiny.hyvideo_root_or_skip_reason()
     if root is None:
@@ -68,7 +68,7 @@ def run(ctx: Context, entry: dict, write) -> None:
 
 def _use_flash_attn_if_installed(hy) -> str:
     if importlib.util.find_spec("flash_attn") is None:
-        return "SDPA per segment (tests/tencent_tiny.py's stand-in; flash-attn is not installed)"
+        return "SDPA per segment (easycache/testing/tencent_tiny.py's stand-in; flash-attn is not installed)"
     from flash_attn.flash_attn_interface import flash_attn_varlen_func
 
     hy.attenion.flash_attn_varlen_func = flash_attn_varlen_func

@@ -9,7 +9,7 @@ Typical use::
         ...  # hyvideo.config.parse_args / HunyuanVideoSampler.from_pretrained / predict
 
 or, for a script: ``run_script(script, argv, hyvideo_root, model_base)`` (also available from the
-command line: ``python tests/tencent_tiny.py --model-base DIR SCRIPT [ARGS...]``).
+command line: ``python easycache/testing/tencent_tiny.py --model-base DIR SCRIPT [ARGS...]``).
 
 Only CUDA-only pieces of HunyuanVideo are shimmed (see ``enable_cpu_shims``); everything else
 (argument parsing, model/VAE/text-encoder loading, the pipeline, scheduler, sampling) is Tencent's.
@@ -461,7 +461,7 @@ def run_script(script: Path, argv: Sequence[str], hyvideo_root: Path, model_base
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """CLI: python tests/tencent_tiny.py --model-base DIR SCRIPT [SCRIPT ARGS...]"""
+    """CLI: python easycache/testing/tencent_tiny.py --model-base DIR SCRIPT [SCRIPT ARGS...]"""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-base", required=True, type=Path)
     parser.add_argument("script", type=Path)
