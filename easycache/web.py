@@ -1,0 +1,477 @@
+"""The web page (``easycache_gradio_server.py``): one model loaded once, its cache installed, one
+generation at a time on request, written exactly as the command line writes it.
+
+``PageSession`` is the page without the page: a form's values in, the run's files and numbers out,
+each bad value refused as one ``UsageError`` line. ``build_page`` lays it out with Gradio (imported
+only there); ``progress_text``, ``numbers_text`` and ``error_plot`` are what the page shows.
+
+One cache per model instance, so one generation at a time per model: ``PageSession.generate`` holds
+a lock, and the page's generate event runs on Gradio's queue with a concurrency of 1, so a second
+browser session waits in the queue (and sees its place) instead of sharing the cache's state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from loguru import logger
+
+from .api import apply_easycache
+from .cache import EasyCacheConfig
+from .errors import UsageError
+from .outputs import prepare_save_dir
+from .runner import Backend, RunOptions, _Generation, _Names, cache_config
+
+GRADIO_FLOOR = "5.0.0"  # the oldest Gradio the page is checked on (HunyuanVideo's own pin)
+GRADIO_OUTPUTS = "gradio_outputs"  # where Tencent's gradio_server.py writes, unless --save-path is given
+
+# Tencent's page's sizes (width x height, as it spells them) and lengths.
+RESOLUTIONS = [
+    ("1280x720 (16:9, 720p)", "1280x720"), ("720x1280 (9:16, 720p)", "720x1280"),
+    ("1104x832 (4:3, 720p)", "1104x832"), ("832x1104 (3:4, 720p)", "832x1104"), ("960x960 (1:1, 720p)", "960x960"),
+    ("960x544 (16:9, 540p)", "960x544"), ("544x960 (9:16, 540p)", "544x960"), ("832x624 (4:3, 540p)", "832x624"),
+    ("624x832 (3:4, 540p)", "624x832"), ("720x720 (1:1, 540p)", "720x720"),
+]
+LENGTHS = [("2s(65f)", 65), ("5s(129f)", 129)]
+COMPUTED, REUSED = "■", "□"
+
+
+def web_problem() -> str | None:
+    """Why the page cannot run here (Gradio or matplotlib missing, Gradio older than
+    ``GRADIO_FLOOR``), or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.version import Version
+
+    installed = {}
+    for package in ("gradio", "matplotlib"):
+        try:
+            installed[package] = version(package)
+        except PackageNotFoundError:
+            return f'the web page needs {package}, which is not installed; pip install -e ".[web]"'
+    if Version(installed["gradio"]) < Version(GRADIO_FLOOR):
+        return (f"the web page needs gradio >= {GRADIO_FLOOR}; gradio {installed['gradio']} is installed "
+                f'(pip install -e ".[web]")')
+    return None
+
+
+@dataclass
+class Form:
+    """What the page's controls hold (Tencent's, then EasyCache's)."""
+
+    prompt: str
+    resolution: str  # "WIDTHxHEIGHT", as Tencent's page spells it
+    video_length: int
+    seed: int  # -1: a random one (recorded)
+    steps: int
+    guidance_scale: float
+    flow_shift: float
+    embedded_guidance_scale: float
+    easycache: bool = True
+    thresh: float = 0.025
+    warmup_steps: float = 5
+    compare: bool = False
+
+
+@dataclass
+class Result:
+    """One generation from the page: the files written and their numbers, read back from them."""
+
+    video: Path  # the cached video (or, with EasyCache off, the only one)
+    record: dict  # its run JSON
+    files: list[Path]
+    baseline: Path | None = None
+    baseline_record: dict | None = None
+    metrics: dict | None = None  # the *_metrics.json of a comparison
+    side_by_side: Path | None = None
+
+
+@dataclass
+class Progress:
+    """What the generation in flight has done so far: the variant and the cache's records."""
+
+    phase: str = ""
+    steps: int = 0
+    records: list = field(default_factory=list)
+
+
+class _PageNames(_Names):
+    """The runner's file naming, with the variants this generation asks for."""
+
+    def __init__(self, variants: list[str]):
+        self.variants = variants
+
+
+class PageSession:
+    """A backend's model, loaded once with its cache, generating one ``Form`` at a time."""
+
+    def __init__(self, backend: Backend, argv: list[str], options: RunOptions, save_dir: Path | None = None):
+        backend.easycache_enabled = True
+        backend.timing_repeats = 1  # a person is waiting: each video is sampled (and timed) once
+        self.backend, self.argv, self.options = backend, list(argv), options
+        self.args, settings = backend.parse(self.argv, need_prompt=False)
+        self.save_dir = prepare_save_dir(save_dir or settings.save_dir)
+        started = time.perf_counter()
+        self.model = backend.load(self.args)
+        self.load_seconds = time.perf_counter() - started
+        backend.prepare(self.model, self.args)
+        self.config, self.source = cache_config(self.model, dataclasses.replace(options, enabled=True), settings)
+        self.cache = apply_easycache(self.model, self.config)
+        self.lock = threading.Lock()  # one cache per model instance: one generation at a time
+        self.progress = Progress()
+        logger.info(f"model loaded in {self.load_seconds:.1f}s; EasyCache {self.config.thresh} "
+                    f"({self.config.warmup_steps} warmup steps) from {self.source}; videos go to {self.save_dir}")
+
+    # ------------------------------------------------------------------ the form's defaults
+    def defaults(self) -> Form:
+        a = self.args
+        return Form(prompt=a.prompt or "", resolution=f"{a.video_size[1]}x{a.video_size[0]}",
+                    video_length=a.video_length, seed=-1 if a.seed is None else a.seed, steps=a.infer_steps,
+                    guidance_scale=a.cfg_scale, flow_shift=a.flow_shift, embedded_guidance_scale=a.embedded_cfg_scale,
+                    easycache=self.options.enabled, thresh=self.config.thresh, warmup_steps=self.config.warmup_steps,
+                    compare=self.backend.compare_with_baseline)
+
+    # ------------------------------------------------------------------ checking a form
+    def parse_form(self, form: Form) -> tuple[argparse.Namespace, int, EasyCacheConfig]:
+        """The form as the backend's own flags (checked by its own parser), the seed and the cache
+        config; a bad value is one ``UsageError`` naming the control."""
+        if not (form.prompt or "").strip():
+            raise UsageError("Prompt: type a prompt to generate")
+        try:
+            width, height = (int(v) for v in str(form.resolution).lower().split("x"))
+        except ValueError:
+            raise UsageError(f"Resolution {form.resolution!r}: give WIDTHxHEIGHT, e.g. 1280x720") from None
+        seed = _whole(form.seed, "Seed")
+        seed = random.randint(0, 1_000_000) if seed == -1 else seed
+        argv = [*self.argv, "--prompt", form.prompt, "--video-size", str(height), str(width),
+                "--video-length", str(_whole(form.video_length, "Video Length")),
+                "--infer-steps", str(_whole(form.steps, "Number of Inference Steps")), "--seed", str(seed),
+                "--cfg-scale", str(_number(form.guidance_scale, "Guidance Scale")),
+                "--flow-shift", str(_number(form.flow_shift, "Flow Shift")),
+                "--embedded-cfg-scale", str(_number(form.embedded_guidance_scale, "Embedded Guidance Scale"))]
+        from .backends.diffusers import DiffusersBackend, check_grid
+
+        try:
+            args, _ = self.backend.parse(argv, need_prompt=True)
+            if isinstance(self.backend, DiffusersBackend):
+                check_grid(self.model, args)  # a size or length this pipeline would silently round
+        except UsageError as error:
+            raise UsageError(in_page_terms(str(error))) from None
+        thresh = _number(form.thresh, "EasyCache threshold")
+        if thresh < 0:
+            raise UsageError(f"EasyCache threshold {thresh:g}: must be 0 or more (0 computes every step)")
+        try:
+            config = dataclasses.replace(self.config, thresh=thresh,
+                                         warmup_steps=_whole(form.warmup_steps, "EasyCache warmup steps"),
+                                         num_steps=args.infer_steps)
+        except ValueError as error:
+            raise UsageError(f"EasyCache: {error}") from None
+        if not form.easycache:
+            config = dataclasses.replace(config, thresh=0.0)
+        return args, seed, config
+
+    # ------------------------------------------------------------------ one generation
+    def generate(self, form: Form) -> Result:
+        """Check the form, then (one at a time) sample and write as the command line does: the
+        video and its run JSON; with a comparison, the baseline too, the metrics JSON and a GIF."""
+        args, seed, config = self.parse_form(form)
+        variants = ["baseline", "easycache"] if form.compare and form.easycache else ["video"]
+        options = RunOptions(cache={"thresh": config.thresh, "warmup_steps": config.warmup_steps},
+                             enabled=form.easycache)
+        source = f"{self.source}; page: thresh, warmup_steps" if form.easycache else "EasyCache off in the page: threshold 0"
+        names = _PageNames(variants)
+        with self.lock:
+            set_flow_shift(self.model, args.flow_shift)
+            self.cache.config = config
+            generation = _Generation(self.backend, self.model, args, self.cache, options, (), self.load_seconds,
+                                     source, names)
+            sampled = []
+            try:
+                for name in variants:
+                    self.cache.reset()  # the progress shown starts from this variant's first step
+                    self.progress = Progress(phase=name, steps=args.infer_steps, records=[])
+                    self.cache.config = dataclasses.replace(config, thresh=0.0) if name == "baseline" else config
+                    videos, timing = generation.timed_sample(form.prompt, seed, 1)
+                    sampled.append((name, videos[0], timing))
+            finally:
+                self.cache.config = self.config
+                self.progress = Progress()
+            identity = {"backend": self.backend.name, **self.backend.job_key(args),
+                        "easycache": {"enabled": form.easycache, **options.cache}, "prompt": form.prompt, "seed": seed}
+            path = names.free(self.backend.video_path(self.save_dir, seed, form.prompt))
+            written = generation.write(path, form.prompt, identity, sampled)
+        return read_result(path, written)
+
+    def live_records(self) -> Progress:
+        """The generation in flight: its variant, steps and the cache's records so far."""
+        progress = self.progress
+        return Progress(progress.phase, progress.steps, list(self.cache.records) if progress.phase else [])
+
+
+# The backends' flags as the page's controls call them, for their messages.
+CONTROLS = {"--video-size": "Resolution", "--video-length": "Video Length", "--infer-steps": "Number of Inference Steps",
+            "--seed": "Seed", "--cfg-scale": "Guidance Scale", "--flow-shift": "Flow Shift",
+            "--embedded-cfg-scale": "Embedded Guidance Scale"}
+
+
+def in_page_terms(message: str) -> str:
+    """A backend's one-line refusal, led by the page's names of the controls it is about (the
+    message names flags: the size is HEIGHT WIDTH there, WIDTHxHEIGHT in the page)."""
+    named = [control for flag, control in CONTROLS.items() if re.search(rf"{flag}(?![\w-])", message)]
+    return f"{' and '.join(named)}: {message}" if named else message
+
+
+def _number(value: Any, control: str) -> float:
+    """A finite number from a control (an emptied one gives None)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{control} {value!r}: give a number") from None
+    if not math.isfinite(number):
+        raise UsageError(f"{control} {value}: give a finite number")
+    return number
+
+
+def _whole(value: Any, control: str) -> int:
+    """A whole number from a control (Gradio's numbers may come as floats)."""
+    number = _number(value, control)
+    if not number.is_integer():
+        raise UsageError(f"{control} {value}: give a whole number")
+    return int(number)
+
+
+def set_flow_shift(model: Any, shift: float) -> None:
+    """A diffusers pipeline's flow shift, per generation (Tencent's sampler takes it per call)."""
+    scheduler = getattr(model, "scheduler", None)
+    config = getattr(scheduler, "config", None)
+    if config is None:
+        return
+    key = "flow_shift" if "flow_shift" in config else "shift" if "shift" in config else None
+    if key is not None and config[key] != shift:
+        model.scheduler = type(scheduler).from_config(config, **{key: shift})
+
+
+def read_result(path: Path, written: list[Path]) -> Result:
+    """The files of one generation and the numbers in them (what the page shows is what was written)."""
+    final = written[-1]
+    record = json.loads(final.with_suffix(".json").read_text())
+    result = Result(video=final, record=record, files=[p for v in written for p in (v, v.with_suffix(".json"))])
+    if len(written) == 2:
+        metrics_path = path.with_name(f"{path.stem}_metrics.json")
+        gif_path = path.with_name(f"{path.stem}_side_by_side.gif")
+        result.baseline = written[0]
+        result.baseline_record = json.loads(written[0].with_suffix(".json").read_text())
+        result.metrics = json.loads(metrics_path.read_text())
+        result.side_by_side = gif_path
+        result.files += [metrics_path, gif_path]
+    return result
+
+
+# ---------------------------------------------------------------------------- what the page shows
+def per_step(records: list) -> list:
+    """The first call of each step (the one the step's decision was taken on), in step order.
+    Records may be ``CallRecord`` objects or their JSON dicts."""
+    first = {}
+    for r in records:
+        r = r if isinstance(r, dict) else r.as_dict()
+        first.setdefault(r["step"], r)
+    return [first[s] for s in sorted(first)]
+
+
+def progress_text(progress: Progress) -> str:
+    """One line per generation in flight: the variant, steps done, computed and reused so far, and
+    a strip of the steps (■ computed, □ reused)."""
+    steps = per_step(progress.records)
+    computed = sum(r["computed"] for r in steps)
+    strip = "".join(COMPUTED if r["computed"] else REUSED for r in steps)
+    label = {"baseline": "baseline (uncached)", "easycache": "EasyCache", "video": "generating"}.get(
+        progress.phase, progress.phase)
+    return (f"**{label}**: step {len(steps)}/{progress.steps}, {computed} computed, {len(steps) - computed} reused"
+            f"<br>`{strip or ' '}`")
+
+
+def numbers_text(result: Result) -> str:
+    """The numbers of one generation, from its run JSON (and metrics JSON), as a Markdown table."""
+    record, summary = result.record, result.record["summary"]
+    cache = record["easycache"]
+    setting = (f"threshold {cache['thresh']:g}, {cache['warmup_steps']} warmup steps" if cache["enabled"]
+               else "off (every step computed)")
+    rows = [
+        ("EasyCache", setting),
+        ("calls computed", f"{summary['computed']} / {summary['calls']}"),
+        ("speedup (calls / computed)", f"{summary['speedup']:.2f}x"),
+        ("transformer seconds", f"{record['transformer_seconds']:.3f}"),
+        ("end-to-end seconds", f"{record['end_to_end_seconds']:.3f}"),
+    ]
+    if result.metrics is not None:
+        m, base = result.metrics, result.baseline_record
+        rows += [
+            ("baseline: transformer / end-to-end seconds",
+             f"{base['transformer_seconds']:.3f} / {base['end_to_end_seconds']:.3f}"),
+            ("transformer speedup", f"{m['transformer_speedup']:.2f}x"),
+            ("end-to-end speedup", f"{m['end_to_end_speedup']:.2f}x"),
+            ("PSNR (whole-video MSE)", _db(m["psnr"])),
+            ("PSNR (mean of frames)", _db(m["psnr_frame_mean"])),
+            ("SSIM", f"{m['ssim']:.4f}"),
+        ]
+    table = "\n".join(f"| {name} | {value} |" for name, value in rows)
+    return f"| | |\n|---|---|\n{table}\n\nseed {record['seed']}; video: `{result.video}`"
+
+
+def _db(value: Any) -> str:
+    return f"{value:.2f} dB" if isinstance(value, (int, float)) else f"{value} dB"
+
+
+def error_plot(records: list, thresh: float):
+    """The accumulated error each step's decision was taken on, against the threshold: computed
+    steps filled, reused steps hollow (a matplotlib figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = per_step(records)
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
+    xs = [r["step"] for r in steps]
+    ax.plot(xs, [r["accumulated_error"] for r in steps], color="0.6", linewidth=1, zorder=1)
+    for computed, style in ((True, dict(color="tab:blue", label="computed")),
+                            (False, dict(facecolors="none", edgecolors="tab:orange", label="reused"))):
+        chosen = [r for r in steps if r["computed"] == computed]
+        ax.scatter([r["step"] for r in chosen], [r["accumulated_error"] for r in chosen], s=22, zorder=2, **style)
+    ax.axhline(thresh, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {thresh:g}")
+    ax.set_xlabel("denoising step")
+    ax.set_ylabel("accumulated error")
+    ax.set_title("EasyCache's decision per step")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+# ---------------------------------------------------------------------------- the page
+def run_with_progress(session: PageSession, form: Form, poll_seconds: float = 0.25) -> Iterator[tuple[str, Any]]:
+    """Generate in a worker thread; yield ``("progress", text)`` while it runs, then ``("done",
+    Result)`` or ``("error", one line)``. A user's mistake is its own line; anything else is
+    logged with its traceback on the server and named in one line in the page."""
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = session.generate(form)
+        except UsageError as error:
+            outcome["error"] = str(error)
+        except Exception as error:  # the server goes on serving; the log has the traceback
+            logger.exception("generation failed")
+            outcome["error"] = f"generation failed ({type(error).__name__}: {error}); see the server's log"
+
+    worker = threading.Thread(target=work, name="easycache-generate", daemon=True)
+    worker.start()
+    last = None
+    while worker.is_alive():
+        worker.join(poll_seconds)
+        progress = session.live_records()
+        if progress.phase:
+            text = progress_text(progress)
+            if text != last:
+                last = text
+                yield "progress", text
+    yield ("error", outcome["error"]) if "error" in outcome else ("done", outcome["result"])
+
+
+def build_page(session: PageSession, title: str = "Hunyuan Video Generation, with EasyCache"):
+    """Tencent's page (its controls, names and defaults) plus EasyCache's controls, live progress,
+    the numbers and the comparison. Returns a ``gr.Blocks`` with its queue set up."""
+    import gradio as gr
+
+    d = session.defaults()
+    resolutions = list(RESOLUTIONS)
+    if d.resolution not in [v for _, v in resolutions]:
+        resolutions.insert(0, (f"{d.resolution} (this model's)", d.resolution))
+    lengths = list(LENGTHS)
+    if d.video_length not in [v for _, v in lengths]:
+        lengths.insert(0, (f"{d.video_length}f (this model's)", d.video_length))
+
+    with gr.Blocks(title="HunyuanVideo + EasyCache") as page:
+        gr.Markdown(f"# {title}")
+        with gr.Row():
+            with gr.Column():
+                prompt = gr.Textbox(label="Prompt", value=d.prompt or "A cat walks on the grass, realistic style.",
+                                    elem_id="prompt")
+                with gr.Row():
+                    resolution = gr.Dropdown(choices=resolutions, value=d.resolution, label="Resolution",
+                                             elem_id="resolution")
+                    video_length = gr.Dropdown(choices=lengths, value=d.video_length, label="Video Length",
+                                               elem_id="video_length")
+                steps = gr.Slider(1, 100, value=d.steps, step=1, label="Number of Inference Steps")
+                with gr.Row():
+                    easycache_on = gr.Checkbox(label="EasyCache", value=d.easycache, elem_id="easycache")
+                    compare = gr.Checkbox(label="Compare with the uncached video (generates it too)",
+                                          value=d.compare, elem_id="compare")
+                with gr.Row():
+                    thresh = gr.Number(value=d.thresh, label="EasyCache threshold (higher: faster, further "
+                                       "from the uncached video)", elem_id="thresh")
+                    warmup = gr.Number(value=d.warmup_steps, precision=0, label="EasyCache warmup steps "
+                                       "(always computed)", elem_id="warmup")
+                show_advanced = gr.Checkbox(label="Show Advanced Options", value=False)
+                with gr.Row(visible=False) as advanced_row:
+                    with gr.Column():
+                        seed = gr.Number(value=d.seed, precision=0, label="Seed (-1 for random)", elem_id="seed")
+                        guidance = gr.Slider(1.0, 20.0, value=d.guidance_scale, step=0.5, label="Guidance Scale")
+                        flow_shift = gr.Slider(0.0, 10.0, value=d.flow_shift, step=0.1, label="Flow Shift")
+                        embedded = gr.Slider(1.0, 20.0, value=d.embedded_guidance_scale, step=0.5,
+                                             label="Embedded Guidance Scale")
+                show_advanced.change(fn=lambda x: gr.update(visible=x), inputs=[show_advanced], outputs=[advanced_row])
+                generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
+                status = gr.Markdown("", elem_id="status")
+            with gr.Column():
+                video = gr.Video(label="Generated Video", elem_id="video")
+                numbers = gr.Markdown("", elem_id="numbers")
+                side_by_side = gr.Image(label="Uncached | EasyCache (same seed)", type="filepath",
+                                        elem_id="side_by_side")
+                baseline = gr.Video(label="Uncached video (same seed)", elem_id="baseline")
+                plot = gr.Plot(label="Accumulated error against the threshold", elem_id="plot")
+                files = gr.File(label="Written (video and run JSON, as the command line writes them)",
+                                file_count="multiple", elem_id="files")
+
+        outputs = [status, video, numbers, side_by_side, baseline, plot, files]
+
+        def on_generate(*values):
+            form = Form(*values)
+            cleared = (None, "", None, None, None, None)
+            yield ("queued: starting", *cleared)
+            for kind, payload in run_with_progress(session, form):
+                if kind == "progress":
+                    yield (payload, *(gr.update() for _ in cleared))
+                elif kind == "error":
+                    yield (f"**error:** {payload}", *cleared)
+                else:
+                    r = payload
+                    records, thresh = r.record["records"], r.record["easycache"]["thresh"]
+                    yield ("done: " + progress_text(Progress("easycache" if r.metrics else "video",
+                                                             r.record["summary"]["steps"], records)),
+                           str(r.video), numbers_text(r), str(r.side_by_side) if r.side_by_side else None,
+                           str(r.baseline) if r.baseline else None, error_plot(records, thresh),
+                           [str(p) for p in r.files])
+
+        # One cache per model instance: the queue runs one generation at a time (a second session waits).
+        generate_btn.click(fn=on_generate, outputs=outputs, concurrency_limit=1, concurrency_id="model",
+                           inputs=[prompt, resolution, video_length, seed, steps, guidance, flow_shift, embedded,
+                                   easycache_on, thresh, warmup, compare])
+    page.queue(default_concurrency_limit=1)
+    return page
+
+
+def serve(page, server_name: str, server_port: int, save_dir: Path, launch: Callable | None = None) -> None:
+    """Serve the page (blocking) where only the save folder's files may be downloaded."""
+    (launch or page.launch)(server_name=server_name, server_port=server_port, allowed_paths=[str(save_dir)],
+                            share=False, show_error=False)
