@@ -42,6 +42,7 @@ if str(REPO) not in sys.path:  # this checkout's easycache and bench.gpu, wherev
     sys.path.insert(0, str(REPO))
 
 REQUIRED = ("diffusers", "loguru")
+DIFFUSERS_NEEDED = "0.32"  # diffusers' HunyuanVideoTransformer3DModel, the model parts a and c time
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "gpu"
 DEFAULT_BUDGET = 420.0
 
@@ -105,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"gpu_check: {' and '.join(missing)} not installed: carry the wheels, see bench/gpu/README.md",
               file=sys.stderr)
+        return 2
+    from easycache.versions import at_least, installed  # reads package metadata, imports no diffusers
+
+    if not at_least("diffusers", DIFFUSERS_NEEDED):
+        print(f"gpu_check: needs diffusers >= {DIFFUSERS_NEEDED} (HunyuanVideoTransformer3DModel); this environment "
+              f"has diffusers {installed('diffusers')}: carry a newer wheel, see bench/gpu/README.md", file=sys.stderr)
         return 2
     import torch
 

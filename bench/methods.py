@@ -113,21 +113,19 @@ def predicted_latents(module, args, kwargs) -> list:
     return list(predicted_part(hidden_states, (1, channels)).unbind(0))
 
 
+# Each diffusers cache by its config class; a diffusers without the class lists the method as unavailable.
+DIFFUSERS_HOOKS = {"FirstBlockCache": "FirstBlockCacheConfig", "TaylorSeer": "TaylorSeerCacheConfig",
+                   "MagCache": "MagCacheConfig", "SeaCache": "SeaCacheConfig",
+                   "PyramidAttentionBroadcast": "PyramidAttentionBroadcastConfig", "FasterCache": "FasterCacheConfig"}
+
+
 def diffusers_methods(num_steps: int) -> list[Method]:
-    try:
-        import diffusers
-        from diffusers import (
-            FasterCacheConfig,
-            FirstBlockCacheConfig,
-            MagCacheConfig,
-            PyramidAttentionBroadcastConfig,
-            SeaCacheConfig,
-            TaylorSeerCacheConfig,
-        )
-    except ImportError as error:
-        reason = f"this diffusers ({getattr(diffusers, '__version__', '?')}) lacks its cache hooks: {error}"
-        return [Method(n, "", None, None, reason) for n in
-                ("FirstBlockCache", "TaylorSeer", "MagCache", "SeaCache", "PyramidAttentionBroadcast", "FasterCache")]
+    """diffusers' own caches, each where this diffusers has it (FirstBlockCache from 0.35, MagCache and
+    SeaCache later); the others are listed with the reason."""
+    import diffusers
+
+    FirstBlockCacheConfig, TaylorSeerCacheConfig, MagCacheConfig, SeaCacheConfig, PyramidAttentionBroadcastConfig, \
+        FasterCacheConfig = (getattr(diffusers, DIFFUSERS_HOOKS[name], None) for name in DIFFUSERS_HOOKS)
 
     def timestep_of(pipe):
         return lambda: getattr(pipe, "current_timestep", None) or getattr(pipe, "_current_timestep", 0)
@@ -165,6 +163,10 @@ def diffusers_methods(num_steps: int) -> list[Method]:
             batches_guidance=True)
         for k in (2, 5)
     ]
+    for method in methods:
+        config_class = DIFFUSERS_HOOKS[method.name]
+        if not hasattr(diffusers, config_class):
+            method.unavailable = f"this diffusers ({diffusers.__version__}) has no {config_class}; pip install -U diffusers"
     return methods
 
 

@@ -11,10 +11,21 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def skip_unless_hunyuan_pipeline() -> None:
+    from needs import reason
+    from easycache.versions import DIFFUSERS_FLOORS, at_least
+
+    minimum = DIFFUSERS_FLOORS["HunyuanVideoPipeline"]
+    if not at_least("diffusers", minimum):
+        pytest.skip(reason("the tiny diffusers HunyuanVideo pipeline", "diffusers", minimum))
+
+
 @pytest.fixture(scope="session")
 def tiny_pipe():
-    """The tiny random diffusers HunyuanVideo pipeline (``tiny_hunyuan``), shared: a test that
-    installs a cache or sparse attention on it removes them again."""
+    """The tiny random diffusers HunyuanVideo pipeline (``easycache.testing.tiny_hunyuan``), shared: a
+    test that installs a cache or sparse attention on it removes them again. Skipped, naming the
+    version, on a diffusers without HunyuanVideo (before 0.32)."""
+    skip_unless_hunyuan_pipeline()
     from easycache.testing.tiny_hunyuan import tiny_pipeline
 
     return tiny_pipeline()
@@ -23,6 +34,7 @@ def tiny_pipe():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """The same tiny pipeline saved as a folder, for ``--model FOLDER`` and ``--model`` of the bench."""
+    skip_unless_hunyuan_pipeline()
     from easycache.testing.tiny_hunyuan import tiny_pipeline
 
     folder = tmp_path_factory.mktemp("tiny-hunyuanvideo")

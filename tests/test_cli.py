@@ -17,6 +17,7 @@ import hyvideo_svg_easycache
 from easycache import EasyCacheConfig, cli
 from easycache.runner import Backend, RunOptions, Settings, Video, run
 from easycache.sparse import SVGConfig
+from needs import needs_diffusers
 
 # The entries' own flags, each held by a test named beside it; every other flag is a config field's.
 ENTRY_FLAGS = {
@@ -114,6 +115,7 @@ def test_svg_entry_honours_every_flag_and_the_prompt_file(tiny_model_dir, tmp_pa
     assert list((tmp_path / "output_path").glob("svg_attention_*.jsonl")), "--record_attention wrote its records"
 
 
+@needs_diffusers("WanPipeline", "the tiny Wan 2.1 pipeline")
 def test_a_pipeline_gets_its_preset_when_no_cache_flag_is_given(tmp_path):
     """--backend diffusers on Wan 2.1 once ran at 0.025/5 instead of its preset 0.05/10."""
     from tiny_models import tiny_wan_pipeline
@@ -180,6 +182,7 @@ def test_the_cache_summary_is_logged_when_a_run_is_interrupted(tmp_path):
     assert len(list(tmp_path.glob("*.mp4"))) == 1, "the finished video is kept"
 
 
+@needs_diffusers("WanTransformer3DModel", "the Wan demo (demo-wan)")
 def test_demo_wan_runs_its_guidance_and_its_preset_and_can_turn_guidance_off(tmp_path, capsys):
     """--model demo-wan: the demo backend (no --backend needed), Wan 2.1's preset, two calls a step
     at its trained guidance; --cfg-scale 1 turns guidance off (one call a step). A model the demo

@@ -4,7 +4,11 @@ steps are still skipped (ComfyUI's EasyCache node skips nothing under torch.comp
 import torch
 
 import easycache
-from easycache.testing.tiny_hunyuan import generate, tiny_pipeline
+from needs import skip_module_unless_diffusers
+
+skip_module_unless_diffusers("HunyuanVideoPipeline", "the tiny diffusers HunyuanVideo pipeline")
+
+from easycache.testing.tiny_hunyuan import generate, tiny_pipeline  # noqa: E402
 
 
 def test_compiled_transformer_still_skips_and_matches_the_uncompiled_cached_run():

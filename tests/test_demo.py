@@ -21,6 +21,9 @@ from easycache.demo import DEMO_FOLDERS, load_demo_pipeline
 from easycache.demo.check import HELD_OUT_PROMPTS, ClipReading, Score, matches, read_clip, score_of, score_prompts
 from easycache.demo.clips import HELD_OUT, TRAIN_COMBOS, prompt_for, sample_clip
 from easycache.demo.model import DemoConfig, decode, encode, with_coordinates
+from needs import needs_diffusers
+
+WAN = needs_diffusers("WanTransformer3DModel", "the Wan demo (demo-wan)")
 
 # (preset thresh, PSNR floor, computed ceiling) per model, through the entry script at 50 steps.
 # demo, measured (seed 0, thresh 0.025, 5 warmup steps): PSNR 31.48 / 30.41 / 30.03 dB, 13/50
@@ -29,7 +32,7 @@ from easycache.demo.model import DemoConfig, decode, encode, with_coordinates
 # The three prompts are held-out prompts.
 CACHE_BARS = {"demo": (0.025, 28.0, 0.35), "demo-wan": (0.05, 30.0, 0.45)}
 CACHE_PROMPTS = ["a red circle moving left", "a blue square moving up", "a yellow triangle moving up"]
-MODELS = list(DEMO_FOLDERS)
+MODELS = [pytest.param(name, marks=WAN if name == "demo-wan" else (), id=name) for name in DEMO_FOLDERS]
 
 
 @pytest.fixture(scope="module", params=MODELS)
@@ -99,6 +102,7 @@ def test_held_out_prompts_show_named_colour_and_direction(pipe):
     assert held_out_score(pipe).right >= 16
 
 
+@WAN
 def test_guidance_helps_the_wan_demo(wan):
     """The Wan demo was trained with prompt dropout (and noisy captions) for classifier-free
     guidance: the held-out check scores higher with its guidance (5) than without (1). Measured:
@@ -131,6 +135,7 @@ def test_threshold_zero_is_the_uncached_video(pipe):
     assert torch.equal(plain, cached)
 
 
+@WAN
 def test_wan_demo_guidance_is_two_calls_a_step_one_decision(wan):
     """Wan's way: cond then uncond, each its own call under its cache_context; EasyCache decides once
     a step (on the cond call) and both branches follow, each reusing its own delta."""
@@ -149,6 +154,7 @@ def test_wan_demo_guidance_is_two_calls_a_step_one_decision(wan):
     assert reused and min(reused) >= 5 and 29 not in reused
 
 
+@WAN
 def test_wan_demo_batched_guidance_is_the_same_video(wan):
     def sample(batched):
         wan.batch_guidance = batched
@@ -181,7 +187,7 @@ def test_entry_script_measures_easycache_on_the_demo(tmp_path, prompt, model):
     assert metrics["computed_fraction"] <= computed_ceiling
 
 
-@pytest.mark.parametrize("architecture", ["hunyuan", "wan"])
+@pytest.mark.parametrize("architecture", ["hunyuan", pytest.param("wan", marks=WAN)])
 def test_training_is_seeded(tmp_path, architecture):
     import train_demo  # scripts/ is on pytest's pythonpath (pytest.ini)
 

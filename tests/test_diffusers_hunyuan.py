@@ -5,7 +5,11 @@ import torch
 
 import easycache
 from easycache import EasyCacheConfig
-from easycache.testing.tiny_hunyuan import generate, generate_cached, tiny_transformer
+from needs import skip_module_unless_diffusers
+
+skip_module_unless_diffusers("HunyuanVideoPipeline", "the tiny diffusers HunyuanVideo pipeline")
+
+from easycache.testing.tiny_hunyuan import generate, generate_cached, tiny_transformer  # noqa: E402
 
 STEPS = 12
 

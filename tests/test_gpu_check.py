@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 
 from bench import gpu_check
+from needs import needs
+
+# Every check but the refusals runs diffusers' HunyuanVideo transformer.
+HUNYUAN = needs("diffusers", gpu_check.DIFFUSERS_NEEDED, "the GPU check (diffusers' HunyuanVideo transformer)")
 
 ROOT = Path(__file__).resolve().parents[1]
 HYVIDEO_SET = bool(os.environ.get("HYVIDEO_ROOT"))
@@ -38,6 +42,7 @@ def positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
+@HUNYUAN
 def test_tiny_run_holds_every_part(tiny_run):
     code, data, md = tiny_run
     assert code == 0
@@ -62,6 +67,7 @@ def test_tiny_run_holds_every_part(tiny_run):
         assert text in md
 
 
+@HUNYUAN
 def test_numbers_are_finite_and_positive(tiny_run):
     _, data, _ = tiny_run
     c = checks(data)
@@ -87,6 +93,7 @@ def test_numbers_are_finite_and_positive(tiny_run):
     assert c["c.demo"]["decisions"] == c["c.demo"]["decisions_cpu"] and c["c.demo"]["differing_steps"] == []
 
 
+@HUNYUAN
 def test_the_timed_reused_calls_were_reused(tiny_run):
     _, data, _ = tiny_run
     for name in ("a.544p", "a.720p"):
@@ -97,6 +104,7 @@ def test_the_timed_reused_calls_were_reused(tiny_run):
         assert a["cache_summary"]["reused"] == reused and a["cache_summary"]["computed"] == 2
 
 
+@HUNYUAN
 def test_zero_budget_skips_every_check_and_the_command_runs_as_documented(tmp_path):
     """As the README says to run it: a subprocess, ``python bench/gpu_check.py``, no PYTHONPATH, from
     another folder than the repository's (the script finds its checkout itself)."""
@@ -114,6 +122,7 @@ def test_zero_budget_skips_every_check_and_the_command_runs_as_documented(tmp_pa
     assert "skipped: budget" in md
 
 
+@HUNYUAN
 def test_a_failing_check_is_recorded_and_the_later_ones_still_run(tmp_path, monkeypatch):
     """The files are rewritten after each check: the failing check sees the earlier one on disk."""
     plan = {f"{s.part}.{s.name}": s for s in gpu_check._plan()}
@@ -148,6 +157,16 @@ def test_a_missing_package_is_one_clear_line(monkeypatch, capsys, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_an_old_diffusers_is_one_clear_line(monkeypatch, capsys, tmp_path):
+    from easycache import versions
+
+    monkeypatch.setattr(versions, "installed", lambda name: versions.Version("0.31.0"))
+    assert gpu_check.main(["--tiny", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs diffusers >= 0.32" in err[0] and "diffusers 0.31.0" in err[0], err
+    assert not list(tmp_path.iterdir())
+
+
 def test_importing_the_command_imports_neither_diffusers_nor_loguru():
     code = "import sys, bench.gpu_check; print('diffusers' in sys.modules, 'loguru' in sys.modules)"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -155,6 +174,7 @@ def test_importing_the_command_imports_neither_diffusers_nor_loguru():
     assert run.stdout.split() == ["False", "False"], run.stderr
 
 
+@HUNYUAN
 def test_bf16_as_on_a_gpu(tmp_path):
     """The GPU runs bf16: the same code paths in bf16 on the CPU (Tencent's under autocast, as its pipeline)."""
     assert gpu_check.main(["--tiny", "--dtype", "bfloat16", "--only", "a,b,d", "--out", str(tmp_path)]) == 0

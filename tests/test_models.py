@@ -22,9 +22,11 @@ import torch
 
 import easycache
 from easycache import EasyCacheConfig
-from tiny_models import BUILDERS, tiny_wan_pipeline
+from needs import needs, needs_diffusers
+from tiny_models import BUILDERS, DIFFUSERS_NEEDED, tiny_wan_pipeline
 
-NAMES = list(BUILDERS)
+NAMES = [pytest.param(name, marks=needs("diffusers", DIFFUSERS_NEEDED[name], f"the tiny {name}"), id=name)
+         for name in BUILDERS]
 
 # Threshold that skips steps on each tiny random model, chosen from measurement: random tiny
 # transformers have large transformation rates (k of 0.5 to 6), so a step's predicted change
@@ -252,6 +254,7 @@ def test_one_decision_per_step_with_cfg(name):
     assert all(len({r.timestep for r in rs}) == 1 for rs in steps_records.values())
 
 
+@needs_diffusers("cache_context", "branch names (diffusers' cache_context)")
 @pytest.mark.parametrize("name", NAMES)
 def test_branches_follow_cache_context(name):
     case = case_for(name)
@@ -289,6 +292,7 @@ def test_preset_applies_without_config(name):
     )
 
 
+@needs("diffusers", DIFFUSERS_NEEDED["WanImageToVideoPipeline-2.2-expand-timesteps"], "Wan 2.2's expanded timesteps")
 def test_per_token_timesteps_identify_the_step():
     """Wan 2.2 TI2V as image-to-video: the first frame's tokens carry timestep 0, the others the
     step's; the step is identified by the largest."""
@@ -329,6 +333,7 @@ def test_unsupported_pipeline_is_a_type_error_naming_the_supported():
     assert "forward" not in pipe.transformer.__dict__, "nothing installed after the error"
 
 
+@needs("diffusers", DIFFUSERS_NEEDED["WanPipeline-2.2-two-experts"], "Wan 2.2's two experts")
 def test_wan22_with_only_the_low_noise_expert():
     """diffusers allows a Wan 2.2 pipeline whose ``transformer`` is None (boundary_ratio 1.0)."""
     from diffusers import WanPipeline
@@ -343,6 +348,7 @@ def test_wan22_with_only_the_low_noise_expert():
     assert easycache.installed_cache(pipe.transformer_2) is None
 
 
+@needs("diffusers", DIFFUSERS_NEEDED["WanPipeline-2.2-two-experts"], "WanPipeline with transformer_2")
 def test_tiny_wan_pipeline_saves_and_runs_from_a_prompt(tmp_path):
     """tiny_models.tiny_wan_pipeline(): a complete Wan 2.1 pipeline (UMT5 text encoder, tokenizer, VAE)
     that runs from a prompt and loads back from ``save_pretrained`` offline, with Wan 2.1's preset."""

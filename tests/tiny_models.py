@@ -598,6 +598,29 @@ def tiny_wan_pipeline(seed: int = 0):
     return _quiet(pipe)
 
 
+# The diffusers release each tiny case needs (its pipeline class, or for Wan 2.2 the second expert and
+# expanded timesteps, which WanPipeline gained in 0.35): older ones skip, naming it.
+DIFFUSERS_NEEDED = {
+    "HunyuanVideoPipeline": "0.32",
+    "HunyuanVideoImageToVideoPipeline": "0.33",
+    "HunyuanSkyreelsImageToVideoPipeline": "0.33",
+    "HunyuanVideo15Pipeline": "0.36",
+    "HunyuanVideo15ImageToVideoPipeline": "0.36",
+    "WanPipeline-2.1": "0.33",
+    "WanImageToVideoPipeline-2.1": "0.33",
+    "WanPipeline-2.2-two-experts": "0.35",
+    "WanImageToVideoPipeline-2.2-two-experts": "0.35",
+    "WanPipeline-2.2-expand-timesteps": "0.35",
+    "WanImageToVideoPipeline-2.2-expand-timesteps": "0.35",
+    "CogVideoXPipeline": "0.31",
+    "CogVideoXImageToVideoPipeline": "0.31",
+    "LTXPipeline": "0.32",
+    "LTXImageToVideoPipeline": "0.32",
+    "MochiPipeline": "0.32",
+    "FluxPipeline": "0.32",  # the case runs true CFG (negative_prompt_embeds), which FluxPipeline gained in 0.32
+    "DemoPipeline": "0.31",  # the project's own pipeline, on diffusers' transformer or demo/hunyuan_torch.py
+}
+
 BUILDERS = {
     "HunyuanVideoPipeline": hunyuan_t2v,
     "HunyuanVideoImageToVideoPipeline": hunyuan_i2v,

@@ -1,5 +1,8 @@
 """A tiny random diffusers HunyuanVideo pipeline, built offline (no hub): sizes from diffusers' own
-fast-test configuration, tokenizers built locally with the ``tokenizers`` package."""
+fast-test configuration, tokenizers built locally with the ``tokenizers`` package.
+
+diffusers' HunyuanVideo classes (0.32 and newer) are imported where a model is built, so ``generate``
+and the vocabulary import on any diffusers; building says which version it needs on an older one."""
 
 from __future__ import annotations
 
@@ -7,12 +10,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel, PreTrainedTokenizerFast
 
-from diffusers import (
-    AutoencoderKLHunyuanVideo,
-    FlowMatchEulerDiscreteScheduler,
-    HunyuanVideoPipeline,
-    HunyuanVideoTransformer3DModel,
-)
+from ..versions import require_diffusers_class
 
 WORDS = "a an the cat dog walks runs on in grass sky red blue green circle square moving left right up down".split()
 PROMPT_TEMPLATE = {"template": "{}", "crop_start": 0}
@@ -34,7 +32,11 @@ def word_tokenizer(max_length: int = 16) -> PreTrainedTokenizerFast:
     )
 
 
-def tiny_transformer(seed: int = 0, in_channels: int = 4, out_channels: int = 4) -> HunyuanVideoTransformer3DModel:
+def tiny_transformer(seed: int = 0, in_channels: int = 4, out_channels: int = 4):
+    """diffusers' ``HunyuanVideoTransformer3DModel``, one block of each kind, random weights."""
+    require_diffusers_class("HunyuanVideoTransformer3DModel", "the tiny HunyuanVideo transformer")
+    from diffusers import HunyuanVideoTransformer3DModel
+
     torch.manual_seed(seed)
     return HunyuanVideoTransformer3DModel(
         in_channels=in_channels,
@@ -53,8 +55,11 @@ def tiny_transformer(seed: int = 0, in_channels: int = 4, out_channels: int = 4)
     ).eval()
 
 
-def tiny_pipeline(seed: int = 0) -> HunyuanVideoPipeline:
-    """The whole pipeline: transformer, VAE, Llama and CLIP text encoders, scheduler (shift 7)."""
+def tiny_pipeline(seed: int = 0):
+    """The whole ``HunyuanVideoPipeline``: transformer, VAE, Llama and CLIP text encoders, scheduler (shift 7)."""
+    require_diffusers_class("HunyuanVideoPipeline", "the tiny HunyuanVideo pipeline")
+    from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline
+
     transformer = tiny_transformer(seed)
     torch.manual_seed(seed)
     vae = AutoencoderKLHunyuanVideo(
@@ -101,7 +106,7 @@ def tiny_pipeline(seed: int = 0) -> HunyuanVideoPipeline:
     return pipe
 
 
-def generate(pipe: HunyuanVideoPipeline, steps: int = 10, seed: int = 0, **overrides) -> torch.Tensor:
+def generate(pipe, steps: int = 10, seed: int = 0, **overrides) -> torch.Tensor:
     """One small video (frames in [0, 1], shape (frames, 3, H, W)), deterministic for a seed."""
     kwargs = dict(
         prompt="a cat walks on the grass",
@@ -119,7 +124,7 @@ def generate(pipe: HunyuanVideoPipeline, steps: int = 10, seed: int = 0, **overr
     return pipe(**kwargs).frames[0]
 
 
-def generate_cached(pipe: HunyuanVideoPipeline, config, steps: int = 10, **overrides):
+def generate_cached(pipe, config, steps: int = 10, **overrides):
     """``generate`` with EasyCache installed at ``config``: the video, the summary and the records
     (the cache removed afterwards)."""
     import easycache

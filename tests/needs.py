@@ -1,0 +1,34 @@
+"""Skips for tests whose feature needs a newer release than this environment has. The reason names
+the feature, the installed version and the one it needs (the floors are ``easycache.versions``'),
+so a run in HunyuanVideo's own environment (diffusers 0.31) says what it did not test and why."""
+
+from __future__ import annotations
+
+import pytest
+
+from easycache.versions import DIFFUSERS_FLOORS, at_least, installed
+
+
+def reason(feature: str, package: str, minimum: str) -> str:
+    return f"{feature} needs {package} >= {minimum}; this environment has {package} {installed(package)}"
+
+
+def needs(package: str, minimum: str, feature: str) -> pytest.MarkDecorator:
+    """A mark: skip the test unless ``package >= minimum``."""
+    return pytest.mark.skipif(not at_least(package, minimum), reason=reason(feature, package, minimum))
+
+
+def needs_diffusers(name: str, feature: str | None = None) -> pytest.MarkDecorator:
+    """A mark: skip unless diffusers has ``name`` (a class or method of ``DIFFUSERS_FLOORS``)."""
+    return needs("diffusers", DIFFUSERS_FLOORS[name], feature or f"diffusers' {name}")
+
+
+def skip_module_unless_diffusers(name: str, feature: str | None = None) -> None:
+    """At a test module's top, before importing what needs it: skip the whole module."""
+    minimum = DIFFUSERS_FLOORS[name]
+    if not at_least("diffusers", minimum):
+        pytest.skip(reason(feature or f"diffusers' {name}", "diffusers", minimum), allow_module_level=True)
+
+
+# The tiny random HunyuanVideo pipeline of easycache.testing.tiny_hunyuan (diffusers' own classes).
+HUNYUAN_PIPELINE = "HunyuanVideoPipeline"
