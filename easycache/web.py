@@ -47,21 +47,27 @@ COMPUTED, REUSED = "■", "□"
 
 
 def web_problem() -> str | None:
-    """Why the page cannot run here (Gradio or matplotlib missing, Gradio older than
-    ``GRADIO_FLOOR``), or None."""
+    """Why the page cannot run here, or None: Gradio or matplotlib missing, Gradio older than
+    ``GRADIO_FLOOR``, or Gradio 5 beside Starlette 1 (Gradio 5.0.0 does not cap Starlette, and
+    Starlette 1.0 dropped the ``TemplateResponse(name, context)`` call it renders every page with:
+    measured, no page is served, Tencent's own ``gradio_server.py`` neither)."""
     from importlib.metadata import PackageNotFoundError, version
 
     from packaging.version import Version
 
     installed = {}
-    for package in ("gradio", "matplotlib"):
+    for package in ("gradio", "matplotlib", "starlette"):
         try:
             installed[package] = version(package)
         except PackageNotFoundError:
             return f'the web page needs {package}, which is not installed; pip install -e ".[web]"'
-    if Version(installed["gradio"]) < Version(GRADIO_FLOOR):
+    gradio = Version(installed["gradio"])
+    if gradio < Version(GRADIO_FLOOR):
         return (f"the web page needs gradio >= {GRADIO_FLOOR}; gradio {installed['gradio']} is installed "
                 f'(pip install -e ".[web]")')
+    if gradio < Version("6") and Version(installed["starlette"]) >= Version("1"):
+        return (f"the web page needs starlette < 1.0 with gradio {installed['gradio']}; starlette "
+                f"{installed['starlette']} is installed (pip install \"starlette<1.0\", or a gradio >= 6)")
     return None
 
 
@@ -325,7 +331,7 @@ def numbers_text(result: Result) -> str:
             ("SSIM", f"{m['ssim']:.4f}"),
         ]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
-    return f"| | |\n|---|---|\n{table}\n\nseed {record['seed']}; video: `{result.video}`"
+    return f"| this generation | |\n|---|---|\n{table}\n\nseed {record['seed']}; video: `{result.video}`"
 
 
 def _db(value: Any) -> str:
@@ -351,8 +357,7 @@ def error_plot(records: list, thresh: float):
     ax.axhline(thresh, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {thresh:g}")
     ax.set_xlabel("denoising step")
     ax.set_ylabel("accumulated error")
-    ax.set_title("EasyCache's decision per step")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
     fig.tight_layout()
     plt.close(fig)
     return fig
@@ -394,6 +399,7 @@ def build_page(session: PageSession, title: str = "Hunyuan Video Generation, wit
     import gradio as gr
 
     d = session.defaults()
+    hidden = api_hidden(gr)
     resolutions = list(RESOLUTIONS)
     if d.resolution not in [v for _, v in resolutions]:
         resolutions.insert(0, (f"{d.resolution} (this model's)", d.resolution))
@@ -430,16 +436,18 @@ def build_page(session: PageSession, title: str = "Hunyuan Video Generation, wit
                         flow_shift = gr.Slider(0.0, 10.0, value=d.flow_shift, step=0.1, label="Flow Shift")
                         embedded = gr.Slider(1.0, 20.0, value=d.embedded_guidance_scale, step=0.5,
                                              label="Embedded Guidance Scale")
-                show_advanced.change(fn=lambda x: gr.update(visible=x), inputs=[show_advanced], outputs=[advanced_row])
+                show_advanced.change(fn=lambda x: gr.update(visible=x), inputs=[show_advanced], outputs=[advanced_row],
+                                     **hidden)
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                 status = gr.Markdown("", elem_id="status")
+                plot = gr.Plot(label="Accumulated error against the threshold", elem_id="plot")
             with gr.Column():
-                video = gr.Video(label="Generated Video", elem_id="video")
+                with gr.Row():
+                    video = gr.Video(label="Generated Video (EasyCache)", elem_id="video", height=300)
+                    baseline = gr.Video(label="Uncached video (same seed)", elem_id="baseline", height=300)
                 numbers = gr.Markdown("", elem_id="numbers")
                 side_by_side = gr.Image(label="Uncached | EasyCache (same seed)", type="filepath",
-                                        elem_id="side_by_side")
-                baseline = gr.Video(label="Uncached video (same seed)", elem_id="baseline")
-                plot = gr.Plot(label="Accumulated error against the threshold", elem_id="plot")
+                                        elem_id="side_by_side", height=180)
                 files = gr.File(label="Written (video and run JSON, as the command line writes them)",
                                 file_count="multiple", elem_id="files")
 
@@ -448,7 +456,7 @@ def build_page(session: PageSession, title: str = "Hunyuan Video Generation, wit
         def on_generate(*values):
             form = Form(*values)
             cleared = (None, "", None, None, None, None)
-            yield ("queued: starting", *cleared)
+            yield ("starting", *cleared)
             for kind, payload in run_with_progress(session, form):
                 if kind == "progress":
                     yield (payload, *(gr.update() for _ in cleared))
@@ -457,18 +465,29 @@ def build_page(session: PageSession, title: str = "Hunyuan Video Generation, wit
                 else:
                     r = payload
                     records, thresh = r.record["records"], r.record["easycache"]["thresh"]
-                    yield ("done: " + progress_text(Progress("easycache" if r.metrics else "video",
+                    yield ("done: " + progress_text(Progress("easycache" if r.record["easycache"]["enabled"] else "baseline",
                                                              r.record["summary"]["steps"], records)),
                            str(r.video), numbers_text(r), str(r.side_by_side) if r.side_by_side else None,
                            str(r.baseline) if r.baseline else None, error_plot(records, thresh),
                            [str(p) for p in r.files])
 
         # One cache per model instance: the queue runs one generation at a time (a second session waits).
-        generate_btn.click(fn=on_generate, outputs=outputs, concurrency_limit=1, concurrency_id="model",
+        generate_btn.click(fn=on_generate, outputs=outputs, concurrency_limit=1, concurrency_id="model", **hidden,
                            inputs=[prompt, resolution, video_length, seed, steps, guidance, flow_shift, embedded,
                                    easycache_on, thresh, warmup, compare])
     page.queue(default_concurrency_limit=1)
     return page
+
+
+def api_hidden(gr) -> dict:
+    """Gradio 5's event keyword that keeps an event out of the page's API description: {} on Gradio 6.
+    Gradio 5.0's API description fails on this page's file outputs with a recent pydantic ("argument
+    of type 'bool' is not iterable", in gradio_client), and Gradio renders it into the page itself,
+    so on Gradio 5 the events are left out of it (the page works; clients see no API docs)."""
+    import inspect
+
+    parameters = inspect.signature(gr.Button.click).parameters
+    return {} if "api_visibility" in parameters or "show_api" not in parameters else {"show_api": False}
 
 
 def serve(page, server_name: str, server_port: int, save_dir: Path, launch: Callable | None = None) -> None:

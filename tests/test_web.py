@@ -217,9 +217,17 @@ def test_build_page_queues_generation_one_at_a_time(session):
 def test_web_problem_names_both_versions(monkeypatch):
     import importlib.metadata
 
-    monkeypatch.setattr(importlib.metadata, "version", lambda name: "4.44.1" if name == "gradio" else "3.9")
+    versions = {"gradio": "4.44.1", "matplotlib": "3.9", "starlette": "0.52.1"}
+    monkeypatch.setattr(importlib.metadata, "version", versions.__getitem__)
     assert web.web_problem() == (f"the web page needs gradio >= {web.GRADIO_FLOOR}; gradio 4.44.1 is installed "
                                  '(pip install -e ".[web]")')
+    versions["gradio"] = "5.0.0"
+    assert web.web_problem() is None
+    versions["starlette"] = "1.10.0"  # measured: gradio 5.0.0 serves no page beside starlette 1.x
+    assert web.web_problem() == ('the web page needs starlette < 1.0 with gradio 5.0.0; starlette 1.10.0 is '
+                                 'installed (pip install "starlette<1.0", or a gradio >= 6)')
+    versions["gradio"] = "6.31.0"
+    assert web.web_problem() is None
 
 
 @pytest.mark.parametrize("argv, message", [
