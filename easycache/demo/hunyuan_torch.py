@@ -275,7 +275,8 @@ class DemoHunyuanTransformer(nn.Module):
         self.rope_axes, self.rope_theta, self.out_channels = tuple(rope_axes_dim), rope_theta, out_channels
         self.x_embedder = nn.Module()
         self.x_embedder.proj = nn.Conv3d(in_channels, width, kernel_size=self.patch, stride=self.patch)
-        self.context_embedder = Refiner(text_embed_dim, width, num_attention_heads, num_refiner_layers, mlp_ratio)
+        # The refiner's feed-forward is 4x wide whatever mlp_ratio is (as in diffusers' class).
+        self.context_embedder = Refiner(text_embed_dim, width, num_attention_heads, num_refiner_layers, 4.0)
         self.time_text_embed = Conditioning(width, pooled_projection_dim)
         self.transformer_blocks = nn.ModuleList(
             DualStreamBlock(width, num_attention_heads, mlp_ratio) for _ in range(num_layers))
