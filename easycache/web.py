@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 from loguru import logger
 
 from .api import apply_easycache
 from .cache import EasyCacheConfig
 from .errors import UsageError
 from .outputs import prepare_save_dir
-from .runner import Backend, RunOptions, _Generation, _Names, cache_config
+from .runner import Backend, RunOptions, Video, _Generation, _Names, cache_config
 
 GRADIO_FLOOR = "5.0.0"  # the oldest Gradio the page is checked on (HunyuanVideo's own pin)
 GRADIO_OUTPUTS = "gradio_outputs"  # where Tencent's gradio_server.py writes, unless --save-path is given
@@ -123,7 +124,6 @@ class PageSession:
 
     def __init__(self, backend: Backend, argv: list[str], options: RunOptions, save_dir: Path | None = None):
         backend.easycache_enabled = True
-        backend.timing_repeats = 1  # a person is waiting: each video is sampled (and timed) once
         self.backend, self.argv, self.options = backend, list(argv), options
         self.args, settings = backend.parse(self.argv, need_prompt=False)
         self.save_dir = prepare_save_dir(save_dir or settings.save_dir)
@@ -208,7 +208,7 @@ class PageSession:
                     self.progress = Progress(phase=name, steps=args.infer_steps, records=[])
                     self.cache.config = dataclasses.replace(config, thresh=0.0) if name == "baseline" else config
                     videos, timing = generation.timed_sample(form.prompt, seed, 1)
-                    sampled.append((name, videos[0], timing))
+                    sampled.append((name, Video(channels_last(videos[0].frames), seed), timing))
             finally:
                 self.cache.config = self.config
                 self.progress = Progress()
@@ -254,6 +254,15 @@ def _whole(value: Any, control: str) -> int:
     if not number.is_integer():
         raise UsageError(f"{control} {value}: give a whole number")
     return int(number)
+
+
+def channels_last(frames: Any) -> np.ndarray:
+    """Frames as a ``(T, H, W, C)`` array: Tencent's sampler gives a ``(C, T, H, W)`` tensor, which
+    the video writer takes but the comparison (metrics, GIF) does not."""
+    array = frames.detach().float().cpu().numpy() if hasattr(frames, "detach") else np.asarray(frames)
+    if array.ndim == 4 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
+        return array.transpose(1, 2, 3, 0)
+    return array
 
 
 def set_flow_shift(model: Any, shift: float) -> None:
@@ -347,7 +356,7 @@ def error_plot(records: list, thresh: float):
     import matplotlib.pyplot as plt
 
     steps = per_step(records)
-    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
+    fig, ax = plt.subplots(figsize=(7.5, 3.4), dpi=100)
     xs = [r["step"] for r in steps]
     ax.plot(xs, [r["accumulated_error"] for r in steps], color="0.6", linewidth=1, zorder=1)
     for computed, style in ((True, dict(color="tab:blue", label="computed")),
@@ -357,8 +366,8 @@ def error_plot(records: list, thresh: float):
     ax.axhline(thresh, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {thresh:g}")
     ax.set_xlabel("denoising step")
     ax.set_ylabel("accumulated error")
-    ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
-    fig.tight_layout()
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))  # room above for the page's label
     plt.close(fig)
     return fig
 
@@ -446,8 +455,8 @@ def build_page(session: PageSession, title: str = "Hunyuan Video Generation, wit
                     video = gr.Video(label="Generated Video (EasyCache)", elem_id="video", height=300)
                     baseline = gr.Video(label="Uncached video (same seed)", elem_id="baseline", height=300)
                 numbers = gr.Markdown("", elem_id="numbers")
-                side_by_side = gr.Image(label="Uncached | EasyCache (same seed)", type="filepath",
-                                        elem_id="side_by_side", height=180)
+                side_by_side = gr.Image(label="Uncached | EasyCache (same seed)", show_label=False, type="filepath",
+                                        elem_id="side_by_side", height=180)  # the GIF carries its labels
                 files = gr.File(label="Written (video and run JSON, as the command line writes them)",
                                 file_count="multiple", elem_id="files")
 

@@ -260,3 +260,21 @@ def test_binds_to_localhost_unless_told(monkeypatch):
     assert entry.server_address(parser.parse_known_args([])[0])[0] == "0.0.0.0"
     assert entry.server_address(parser.parse_known_args(["--server-name", "10.0.0.2", "--server-port", "9000"])[0]) \
         == ("10.0.0.2", 9000)
+
+
+def test_tencent_backend_serves_the_page(tencent, tmp_path, one_thread):
+    """The page on Tencent's own sampler (a checkout named by HYVIDEO_ROOT, tiny weights; skipped without)."""
+    from easycache.testing.tencent_tiny import hyvideo_root_or_skip_reason
+
+    root, _ = hyvideo_root_or_skip_reason()
+    _, flags, _ = tencent
+    page = web.PageSession(make_backend("tencent", hunyuan_root=str(root)),
+                           ["--video-size", "32", "32", "--video-length", "5", "--infer-steps", "8", "--seed", "3",
+                            "--flow-reverse", *flags], RunOptions(), tmp_path / "out")
+    d = page.defaults()
+    assert (d.resolution, d.video_length, d.steps, d.compare) == ("32x32", 5, 8, False)
+    with pytest.raises(UsageError, match="^Video Length: --video-length 6"):
+        page.generate(dataclasses.replace(d, prompt="a cat", video_length=6))
+    result = page.generate(dataclasses.replace(d, prompt="a cat", thresh=0.5, warmup_steps=2, compare=True))
+    assert result.record["backend"] == "tencent" and result.baseline_record["summary"]["computed"] == 8
+    assert result.record["summary"]["calls"] == 8 and result.metrics["psnr"] is not None
