@@ -42,7 +42,7 @@ if str(REPO) not in sys.path:  # this checkout's easycache and bench.gpu, wherev
     sys.path.insert(0, str(REPO))
 
 REQUIRED = ("diffusers", "loguru")
-DIFFUSERS_NEEDED = "0.32"  # diffusers' HunyuanVideoTransformer3DModel, the model parts a and c time
+DIFFUSERS_NEEDED = "0.36"  # HunyuanVideoTransformer3DModel (parts a, c) and its attention dispatcher (SVG, part b)
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "gpu"
 DEFAULT_BUDGET = 420.0
 
@@ -110,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     from easycache.versions import at_least, installed  # reads package metadata, imports no diffusers
 
     if not at_least("diffusers", DIFFUSERS_NEEDED):
-        print(f"gpu_check: needs diffusers >= {DIFFUSERS_NEEDED} (HunyuanVideoTransformer3DModel); this environment "
-              f"has diffusers {installed('diffusers')}: carry a newer wheel, see bench/gpu/README.md", file=sys.stderr)
+        print(f"gpu_check: needs diffusers >= {DIFFUSERS_NEEDED} (HunyuanVideo and its attention dispatcher); "
+              f"this environment has diffusers {installed('diffusers')}: carry a newer wheel, see bench/gpu/README.md",
+              file=sys.stderr)
         return 2
     import torch
 

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import easycache
 from easycache.cache import predicted_part
+from easycache.versions import DIFFUSERS_FLOORS
 
 
 @dataclass
@@ -120,8 +121,8 @@ DIFFUSERS_HOOKS = {"FirstBlockCache": "FirstBlockCacheConfig", "TaylorSeer": "Ta
 
 
 def diffusers_methods(num_steps: int) -> list[Method]:
-    """diffusers' own caches, each where this diffusers has it (FirstBlockCache from 0.35, MagCache and
-    SeaCache later); the others are listed with the reason."""
+    """diffusers' own caches, each where this diffusers has it (``easycache.versions.DIFFUSERS_FLOORS``:
+    FirstBlockCache from 0.35, MagCache from 0.37, SeaCache from 0.41); the others listed with the reason."""
     import diffusers
 
     FirstBlockCacheConfig, TaylorSeerCacheConfig, MagCacheConfig, SeaCacheConfig, PyramidAttentionBroadcastConfig, \
@@ -166,7 +167,8 @@ def diffusers_methods(num_steps: int) -> list[Method]:
     for method in methods:
         config_class = DIFFUSERS_HOOKS[method.name]
         if not hasattr(diffusers, config_class):
-            method.unavailable = f"this diffusers ({diffusers.__version__}) has no {config_class}; pip install -U diffusers"
+            method.unavailable = (f"{method.name} needs diffusers >= {DIFFUSERS_FLOORS[config_class]}; this "
+                                  f"environment has diffusers {diffusers.__version__}")
     return methods
 
 

@@ -22,6 +22,11 @@ DIFFUSERS_FLOORS = {
     "WanImageToVideoPipeline": "0.33", "cache_context": "0.35", "FirstBlockCacheConfig": "0.35",
     "HunyuanVideo15Pipeline": "0.36", "HunyuanVideo15Transformer3DModel": "0.36",
     "HunyuanVideo15ImageToVideoPipeline": "0.36", "ContextParallelConfig": "0.36",
+    # HunyuanVideo's attention through diffusers' attention dispatcher, which SVG's diffusers path wraps.
+    "dispatch_attention_fn": "0.36",
+    # diffusers' own caches, the benchmark's peers.
+    "FasterCacheConfig": "0.33", "PyramidAttentionBroadcastConfig": "0.33", "TaylorSeerCacheConfig": "0.36",
+    "MagCacheConfig": "0.37", "SeaCacheConfig": "0.41",
 }
 
 

@@ -17,7 +17,7 @@ import hyvideo_svg_easycache
 from easycache import EasyCacheConfig, cli
 from easycache.runner import Backend, RunOptions, Settings, Video, run
 from easycache.sparse import SVGConfig
-from needs import needs_diffusers
+from needs import WAN_PROMPTS, needs_diffusers
 
 # The entries' own flags, each held by a test named beside it; every other flag is a config field's.
 ENTRY_FLAGS = {
@@ -91,6 +91,7 @@ def test_every_cache_flag_reaches_the_run_json_on_the_demo(tmp_path):
     assert recorded["num_steps"] == 12 and recorded["enabled"]
 
 
+@needs_diffusers("dispatch_attention_fn", "SVG on diffusers' HunyuanVideo")
 def test_svg_entry_honours_every_flag_and_the_prompt_file(tiny_model_dir, tmp_path):
     """hyvideo_svg_easycache.py once listed --easycache-max-reuse, --easycache-extrapolate,
     --prompt-file and --seeds and ignored them (--prompt-file alone failed with "no prompt")."""
@@ -116,6 +117,7 @@ def test_svg_entry_honours_every_flag_and_the_prompt_file(tiny_model_dir, tmp_pa
 
 
 @needs_diffusers("WanPipeline", "the tiny Wan 2.1 pipeline")
+@WAN_PROMPTS
 def test_a_pipeline_gets_its_preset_when_no_cache_flag_is_given(tmp_path):
     """--backend diffusers on Wan 2.1 once ran at 0.025/5 instead of its preset 0.05/10."""
     from tiny_models import tiny_wan_pipeline

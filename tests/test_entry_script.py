@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import easycache_sample_video
+from needs import needs_diffusers
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_JOB = ["--prompt", "a cat walks on the grass", "--video-size", "16", "16", "--video-length", "9",
@@ -115,6 +116,7 @@ def test_diffusers_prompt_file_seeds_and_ranks(tiny_model_dir, tmp_path, monkeyp
     assert code == 0 and {v.name: v.stat().st_mtime_ns for v in videos} == before
 
 
+@needs_diffusers("ContextParallelConfig", "diffusers' context parallelism")
 def test_context_parallelism_for_a_model_diffusers_cannot_split_is_one_line(tiny_model_dir, tmp_path):
     env = {**__import__("os").environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29531"}

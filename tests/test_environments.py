@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,35 @@ def test_require_names_feature_installed_and_needed_versions(monkeypatch):
     monkeypatch.setattr(versions, "installed", lambda name: None)
     with pytest.raises(UsageError, match="this environment has no ray"):
         versions.require("--ray", "ray", "2.0")
+
+
+def test_a_wan_pipeline_that_cannot_clean_its_prompt_is_refused_in_one_line(monkeypatch):
+    """diffusers 0.33 to 0.36 call ftfy in every Wan prompt but import it only when installed: the
+    diffusers backend probes that once the pipeline is loaded, before sampling."""
+    import types
+
+    from easycache.backends.diffusers import check_prompt_cleaning
+    from easycache.errors import UsageError
+
+    module = types.ModuleType("fake_pipeline_wan")
+    module.basic_clean = lambda text: ftfy.fix_text(text)  # noqa: F821 (ftfy undefined, as there)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    FakeWanPipeline = type("FakeWanPipeline", (), {"__module__": module.__name__})
+    with pytest.raises(UsageError, match=r"^FakeWanPipeline of diffusers .* cleans every prompt with ftfy, which "
+                                         r"is not installed .*: pip install ftfy$"):
+        check_prompt_cleaning(FakeWanPipeline())
+    module.basic_clean = lambda text: text.strip()
+    check_prompt_cleaning(FakeWanPipeline())  # a prompt it can clean passes
+
+
+def test_context_parallelism_on_an_old_diffusers_is_refused_before_loading(monkeypatch, capsys, tmp_path):
+    from easycache import versions
+
+    real = versions.installed
+    monkeypatch.setattr(versions, "installed",
+                        lambda name: versions.Version("0.35.0") if name == "diffusers" else real(name))
+    code = easycache_sample_video.main(["--backend", "diffusers", "--model", str(tmp_path), "--prompt", "a cat",
+                                        "--ulysses-degree", "2", "--save-path", str(tmp_path / "out")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines  # the folder is no pipeline: nothing was loaded
+    assert "--ulysses-degree" in lines[0] and "needs diffusers >= 0.36" in lines[0] and "diffusers 0.35.0" in lines[0]

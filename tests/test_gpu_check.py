@@ -163,7 +163,7 @@ def test_an_old_diffusers_is_one_clear_line(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(versions, "installed", lambda name: versions.Version("0.31.0"))
     assert gpu_check.main(["--tiny", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "needs diffusers >= 0.32" in err[0] and "diffusers 0.31.0" in err[0], err
+    assert len(err) == 1 and "needs diffusers >= 0.36" in err[0] and "diffusers 0.31.0" in err[0], err
     assert not list(tmp_path.iterdir())
 
 

@@ -22,7 +22,7 @@ import torch
 
 import easycache
 from easycache import EasyCacheConfig
-from needs import needs, needs_diffusers
+from needs import WAN_PROMPTS, needs, needs_diffusers
 from tiny_models import BUILDERS, DIFFUSERS_NEEDED, tiny_wan_pipeline
 
 NAMES = [pytest.param(name, marks=needs("diffusers", DIFFUSERS_NEEDED[name], f"the tiny {name}"), id=name)
@@ -349,6 +349,7 @@ def test_wan22_with_only_the_low_noise_expert():
 
 
 @needs("diffusers", DIFFUSERS_NEEDED["WanPipeline-2.2-two-experts"], "WanPipeline with transformer_2")
+@WAN_PROMPTS
 def test_tiny_wan_pipeline_saves_and_runs_from_a_prompt(tmp_path):
     """tiny_models.tiny_wan_pipeline(): a complete Wan 2.1 pipeline (UMT5 text encoder, tokenizer, VAE)
     that runs from a prompt and loads back from ``save_pretrained`` offline, with Wan 2.1's preset."""

@@ -13,6 +13,9 @@ import hyvideo_svg_easycache
 from easycache import EasyCacheConfig, cli
 from easycache.sparse import SVGConfig, apply_svg, remove_svg
 from easycache.testing.tiny_hunyuan import generate
+from needs import needs_diffusers
+
+SVG_ON_DIFFUSERS = needs_diffusers("dispatch_attention_fn", "SVG on diffusers' HunyuanVideo")
 
 STEPS = 8
 BLOCKS = 2  # tiny_transformer: one double-stream and one single-stream block
@@ -34,12 +37,14 @@ def run(tiny_pipe, svg_config, cache_config=None):
         remove_svg(tiny_pipe)
 
 
+@SVG_ON_DIFFUSERS
 def test_dense_pattern_is_the_model_itself(tiny_pipe, baseline):
     video, svg, _ = run(tiny_pipe, SVGConfig(pattern="dense"))
     assert torch.equal(video, baseline)
     assert svg.attention_calls == STEPS * BLOCKS and svg.sparse_calls == 0
 
 
+@SVG_ON_DIFFUSERS
 def test_svg_with_easycache_runs_no_attention_on_skipped_steps(tiny_pipe, baseline, tmp_path):
     records = tmp_path / "attention.jsonl"
     config = SVGConfig(sparsity=0.3, num_sampled_rows=4, first_times_fp=0.0, first_layers_fp=0.0,
@@ -57,6 +62,7 @@ def test_svg_with_easycache_runs_no_attention_on_skipped_steps(tiny_pipe, baseli
     assert not torch.equal(video, baseline)
 
 
+@SVG_ON_DIFFUSERS
 def test_svg_gating_keeps_the_first_steps_and_blocks_dense(tiny_pipe):
     # flow shift 7, 8 steps: timesteps 1000, 992, 981, ... ; 0.05 keeps t > 950 dense
     _, svg, _ = run(tiny_pipe, SVGConfig(first_times_fp=0.05, first_layers_fp=1 / 42 + 1e-6, num_sampled_rows=4))

@@ -112,8 +112,9 @@ def test_cfg_scale_above_one_batches_uncond_and_cond(tiny, monkeypatch, tmp_path
 
 
 def test_cpu_offload_needs_an_accelerator(tiny, monkeypatch, tmp_path):
-    """--use-cpu-offload calls diffusers' enable_sequential_cpu_offload, which needs a GPU."""
-    with pytest.raises(RuntimeError, match="requires accelerator"):
+    """--use-cpu-offload calls diffusers' enable_sequential_cpu_offload, which needs a GPU (diffusers 0.31
+    says so through torch's CUDA init, newer ones in their own words)."""
+    with pytest.raises(RuntimeError, match="requires accelerator|Found no NVIDIA driver"):
         load_sampler(tiny, monkeypatch, tmp_path, "--use-cpu-offload")
 
 

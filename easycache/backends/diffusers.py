@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import torch
 
 from ..errors import UsageError
 from ..runner import Backend, Settings, Video, prompt_required
+from ..versions import require_diffusers_class
 from ._checks import check_device, check_frame_grid, check_sampling_flags
 
 DEFAULT_MODEL = "hunyuanvideo-community/HunyuanVideo"
@@ -60,11 +62,8 @@ def enable_context_parallelism(pipe, args: argparse.Namespace) -> None:
     """Split one video over the torchrun ranks with diffusers' own context parallelism (Ulysses /
     ring attention), for transformers that diffusers gives a context-parallel plan. EasyCache stays
     the outermost layer and every rank takes the same decision (all-reduced)."""
-    try:
-        from diffusers import ContextParallelConfig
-    except ImportError as error:
-        raise UsageError("--ulysses-degree / --ring-degree need diffusers >= 0.36 (context parallelism); "
-                         "upgrade diffusers, or use Tencent's code with xDiT") from error
+    from diffusers import ContextParallelConfig  # parse() refused a diffusers without it
+
     if getattr(type(pipe.transformer), "_cp_plan", None) is None:
         raise UsageError(f"diffusers has no context parallelism for {type(pipe.transformer).__name__}; "
                          "run one GPU per video (--prompt-file), or Tencent's code with xDiT for HunyuanVideo")
@@ -87,6 +86,9 @@ def parse(argv: list[str], need_prompt: bool = True, parser: argparse.ArgumentPa
         args.video_size = args.video_size * 2
     check_sampling_flags(args)
     check_device(args.device)
+    if args.ulysses_degree * args.ring_degree > 1:
+        require_diffusers_class("ContextParallelConfig", "--ulysses-degree / --ring-degree (diffusers' context "
+                                "parallelism; or Tencent's code with xDiT)")
     looks_like_a_path = args.model.startswith((".", os.sep, "~"))  # a hub id is "org/name"
     if looks_like_a_path and not Path(args.model).expanduser().exists():
         raise UsageError(f"--model {args.model}: no such folder; pass a diffusers pipeline folder or a hub id")
@@ -128,6 +130,21 @@ def load_pipeline(model: str, args: argparse.Namespace):
     else:
         pipe.to(device)
     return pipe
+
+
+def check_prompt_cleaning(pipe) -> None:
+    """diffusers 0.33 to 0.36 clean every Wan prompt with ftfy, yet import it only when installed (a
+    NameError mid-run without it): refuse that before sampling, in one line."""
+    clean = getattr(sys.modules.get(type(pipe).__module__), "basic_clean", None)
+    if clean is None:
+        return
+    try:
+        clean("a prompt")
+    except NameError as error:
+        import diffusers
+
+        raise UsageError(f"{type(pipe).__name__} of diffusers {diffusers.__version__} cleans every prompt with "
+                         f"ftfy, which is not installed ({error}): pip install ftfy") from None
 
 
 def pipeline_kwargs(pipe, args: argparse.Namespace, seed: int, prompt: str, num_videos: int) -> dict:
@@ -176,6 +193,7 @@ class DiffusersBackend(Backend):
             torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         pipe = load_pipeline(args.model, args)
         check_grid(pipe, args)
+        check_prompt_cleaning(pipe)
         if context_parallel:
             enable_context_parallelism(pipe, args)
         return pipe

@@ -13,6 +13,7 @@ import sys
 
 import torch
 
+from ..versions import require_diffusers_class
 from .runtime import ActiveBlock, SVGState, active_block, add_transformer_hook, reset_active, set_active
 
 try:
@@ -47,8 +48,8 @@ class SVGAttnProcessor(HunyuanVideoAttnProcessor2_0):
 
 def install(model: torch.nn.Module, state: SVGState) -> tuple[list, tuple]:
     """The processors on ``model``'s blocks and a transformer hook; returns (undo list, patch)."""
-    if HunyuanVideoAttnProcessor2_0 is object:
-        raise ValueError("this diffusers has no HunyuanVideo; install diffusers >= 0.32")
+    require_diffusers_class("dispatch_attention_fn", "sparse video attention (SVG) on diffusers' HunyuanVideo "
+                            "(its attention dispatcher)")
     module = sys.modules[HunyuanVideoAttnProcessor2_0.__module__]
     undo = [add_transformer_hook(model, state, ("hidden_states",), ("timestep",))]
     stacks = (("double", model.transformer_blocks), ("single", model.single_transformer_blocks))
