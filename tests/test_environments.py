@@ -178,3 +178,24 @@ def test_context_parallelism_on_an_old_diffusers_is_refused_before_loading(monke
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1, lines  # the folder is no pipeline: nothing was loaded
     assert "--ulysses-degree" in lines[0] and "needs diffusers >= 0.36" in lines[0] and "diffusers 0.35.0" in lines[0]
+
+
+@pytest.mark.parametrize("class_name, expected", [
+    ("FancyFuturePipeline", "this diffusers ({version}) has no FancyFuturePipeline; pip install -U diffusers"),
+    pytest.param("HunyuanVideoPipeline", "needs diffusers >= 0.32; this environment has diffusers {version}",
+                 marks=pytest.mark.skipif(hasattr(__import__("diffusers"), "HunyuanVideoPipeline"),
+                                          reason="this diffusers has HunyuanVideoPipeline")),
+])
+def test_a_pipeline_this_diffusers_lacks_is_one_line_before_its_weights_load(tmp_path, capsys, class_name, expected):
+    import diffusers
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": class_name, "_diffusers_version": "9.0.0"}))
+    code = easycache_sample_video.main(["--backend", "diffusers", "--model", str(folder), "--prompt", "a cat",
+                                        "--video-size", "16", "16", "--video-length", "9", "--infer-steps", "2",
+                                        "--save-path", str(tmp_path / "out")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert f"--model {folder} ({class_name})" in lines[0]
+    assert expected.format(version=diffusers.__version__) in lines[0]

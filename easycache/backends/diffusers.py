@@ -107,9 +107,13 @@ def check_grid(pipe, args: argparse.Namespace) -> None:
 
 def load_pipeline(model: str, args: argparse.Namespace):
     """A diffusers pipeline from a hub id or a folder, in the requested dtypes, on the device."""
+    import diffusers
     from diffusers import DiffusionPipeline
 
     try:
+        class_name = DiffusionPipeline.load_config(model).get("_class_name")  # model_index.json alone
+        if class_name and not hasattr(diffusers, class_name):  # e.g. HunyuanVideoPipeline on diffusers 0.31
+            require_diffusers_class(class_name, f"--model {model} ({class_name})")
         pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=DTYPES[args.precision])
     except (OSError, ValueError, EnvironmentError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
