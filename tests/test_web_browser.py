@@ -97,6 +97,7 @@ def browser(tmp_path_factory):
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-background-timer-throttling", "--disable-renderer-backgrounding",  # two tabs at once
                  "--window-size=1400,1700", f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):  # no host but this one
         options.add_argument(flag)
@@ -134,13 +135,20 @@ def set_field(driver, selector: str, value: str) -> None:
 
 
 def generate(driver, seconds: float = 180) -> str:
-    """Click Generate; the status once this generation is done or refused."""
+    """Click Generate; the status once this generation is done (new numbers: each video has a new
+    name) or refused (a new line)."""
     from selenium.webdriver.common.by import By
 
-    before = text_of(driver, "status")
+    before = (text_of(driver, "status"), text_of(driver, "numbers"))
+
+    def finished():
+        status, shown = text_of(driver, "status"), text_of(driver, "numbers")
+        if status.startswith("error") and status != before[0]:
+            return status
+        return status if status.startswith("done") and shown and shown != before[1] else None
+
     driver.find_element(By.CSS_SELECTOR, "#generate").click()
-    return wait_for(lambda: (lambda t: t if t != before and (t.startswith("done") or t.startswith("error"))
-                             else None)(text_of(driver, "status")), seconds, "the generation to finish")
+    return wait_for(finished, seconds, "the generation to finish")
 
 
 def numbers(text: str) -> dict:
@@ -216,3 +224,50 @@ def test_generate_in_a_real_browser(server, browser, tmp_path):
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     if os.environ.get("EASYCACHE_SCREENSHOT"):
         shutil.copyfile(shot, os.environ["EASYCACHE_SCREENSHOT"])
+
+
+def open_page(driver, url: str, prompt: str) -> str:
+    """A new tab (a new Gradio session) on the page with ``prompt`` typed in; returns its handle."""
+    from selenium.webdriver.common.by import By
+
+    driver.switch_to.new_window("tab")
+    driver.get(url)
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#prompt textarea"), 60, "the page")
+    set_field(driver, "#prompt textarea", prompt)
+    return driver.current_window_handle
+
+
+def shown_video(driver) -> Path:
+    found = re.search(r"video:\s*(\S.*\.mp4)", text_of(driver, "numbers"))
+    assert found, text_of(driver, "numbers")
+    return Path(found.group(1))
+
+
+def test_two_sessions_at_once_are_queued(server, browser):
+    """Two browser sessions click Generate together: both are served (the queue runs one at a time)
+    and each gets what the same prompt gives when it runs alone: neither touched the other's cache."""
+    from selenium.webdriver.common.by import By
+
+    url, folder = server
+    prompts = ("a blue square moving up", "a green circle moving right on a white background")
+    tabs = [open_page(browser, url, p) for p in prompts]
+    for tab in tabs:
+        browser.switch_to.window(tab)
+        browser.find_element(By.CSS_SELECTOR, "#generate").click()
+    together = []
+    for tab in tabs:
+        browser.switch_to.window(tab)
+        wait_for(lambda: text_of(browser, "status").startswith("done"), 240, "both generations")
+        together.append(shown_video(browser))
+    alone = []
+    for tab in tabs:
+        browser.switch_to.window(tab)
+        status = generate(browser)
+        assert status.startswith("done"), status
+        alone.append(shown_video(browser))
+    for prompt, both, solo in zip(prompts, together, alone):
+        assert both != solo and both.name.endswith(f"_{prompt}_easycache.mp4")
+        runs = [json.loads(v.with_suffix(".json").read_text()) for v in (both, solo)]
+        assert runs[0]["prompt"] == runs[1]["prompt"] == prompt
+        assert [r["computed"] for r in runs[0]["records"]] == [r["computed"] for r in runs[1]["records"]]
+        assert [f.tolist() for f in iter_frames(both)] == [f.tolist() for f in iter_frames(solo)]
