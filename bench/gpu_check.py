@@ -107,12 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu_check: {' and '.join(missing)} not installed: carry the wheels, see bench/gpu/README.md",
               file=sys.stderr)
         return 2
-    from easycache.versions import at_least, installed  # reads package metadata, imports no diffusers
+    from easycache.versions import shortfall  # reads package metadata, imports no diffusers
 
-    if not at_least("diffusers", DIFFUSERS_NEEDED):
-        print(f"gpu_check: needs diffusers >= {DIFFUSERS_NEEDED} (HunyuanVideo and its attention dispatcher); "
-              f"this environment has diffusers {installed('diffusers')}: carry a newer wheel, see bench/gpu/README.md",
-              file=sys.stderr)
+    too_old = shortfall("gpu_check (HunyuanVideo and its attention dispatcher)", "diffusers", DIFFUSERS_NEEDED)
+    if too_old:
+        print(f"{too_old}; carry a newer wheel, see bench/gpu/README.md", file=sys.stderr)
         return 2
     import torch
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import easycache
 from easycache.cache import predicted_part
-from easycache.versions import DIFFUSERS_FLOORS
+from easycache.versions import DIFFUSERS_FLOORS, shortfall
 
 
 @dataclass
@@ -125,8 +125,15 @@ def diffusers_methods(num_steps: int) -> list[Method]:
     FirstBlockCache from 0.35, MagCache from 0.37, SeaCache from 0.41); the others listed with the reason."""
     import diffusers
 
-    FirstBlockCacheConfig, TaylorSeerCacheConfig, MagCacheConfig, SeaCacheConfig, PyramidAttentionBroadcastConfig, \
-        FasterCacheConfig = (getattr(diffusers, DIFFUSERS_HOOKS[name], None) for name in DIFFUSERS_HOOKS)
+    def config_class(method: str):  # None where this diffusers lacks it (the method is then unavailable)
+        return getattr(diffusers, DIFFUSERS_HOOKS[method], None)
+
+    FirstBlockCacheConfig = config_class("FirstBlockCache")
+    TaylorSeerCacheConfig = config_class("TaylorSeer")
+    MagCacheConfig = config_class("MagCache")
+    SeaCacheConfig = config_class("SeaCache")
+    PyramidAttentionBroadcastConfig = config_class("PyramidAttentionBroadcast")
+    FasterCacheConfig = config_class("FasterCache")
 
     def timestep_of(pipe):
         return lambda: getattr(pipe, "current_timestep", None) or getattr(pipe, "_current_timestep", 0)
@@ -165,10 +172,7 @@ def diffusers_methods(num_steps: int) -> list[Method]:
         for k in (2, 5)
     ]
     for method in methods:
-        config_class = DIFFUSERS_HOOKS[method.name]
-        if not hasattr(diffusers, config_class):
-            method.unavailable = (f"{method.name} needs diffusers >= {DIFFUSERS_FLOORS[config_class]}; this "
-                                  f"environment has diffusers {diffusers.__version__}")
+        method.unavailable = shortfall(method.name, "diffusers", DIFFUSERS_FLOORS[DIFFUSERS_HOOKS[method.name]])
     return methods
 
 

@@ -44,14 +44,21 @@ def at_least(package: str, minimum: str) -> bool:
     return version is not None and Version(version.base_version) >= Version(minimum)
 
 
+def shortfall(feature: str, package: str, minimum: str) -> str | None:
+    """None when ``package >= minimum``; else the one line that says so: "FEATURE needs PACKAGE >=
+    MINIMUM; this environment has PACKAGE X (pip install 'PACKAGE>=MINIMUM')"."""
+    if at_least(package, minimum):
+        return None
+    version = installed(package)
+    has = f"{package} {version}" if version else f"no {package}"
+    return f"{feature} needs {package} >= {minimum}; this environment has {has} (pip install '{package}>={minimum}')"
+
+
 def require(feature: str, package: str, minimum: str) -> None:
-    """Raise a ``UsageError`` unless ``package >= minimum``: "FEATURE needs PACKAGE >= MINIMUM; this
-    environment has PACKAGE X (pip install 'PACKAGE>=MINIMUM')"."""
-    if not at_least(package, minimum):
-        version = installed(package)
-        has = f"{package} {version}" if version else f"no {package}"
-        raise UsageError(f"{feature} needs {package} >= {minimum}; this environment has {has} "
-                         f"(pip install '{package}>={minimum}')")
+    """Raise a ``UsageError`` with ``shortfall``'s line unless ``package >= minimum``."""
+    message = shortfall(feature, package, minimum)
+    if message:
+        raise UsageError(message)
 
 
 def require_diffusers_class(name: str, feature: str | None = None) -> None:

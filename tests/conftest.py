@@ -12,12 +12,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def skip_unless_hunyuan_pipeline() -> None:
-    from needs import reason
-    from easycache.versions import DIFFUSERS_FLOORS, at_least
+    from needs import skip_unless_diffusers
 
-    minimum = DIFFUSERS_FLOORS["HunyuanVideoPipeline"]
-    if not at_least("diffusers", minimum):
-        pytest.skip(reason("the tiny diffusers HunyuanVideo pipeline", "diffusers", minimum))
+    skip_unless_diffusers("HunyuanVideoPipeline", "the tiny diffusers HunyuanVideo pipeline")
 
 
 @pytest.fixture(scope="session")

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from easycache.versions import DIFFUSERS_FLOORS, at_least, installed
-
-
-def reason(feature: str, package: str, minimum: str) -> str:
-    return f"{feature} needs {package} >= {minimum}; this environment has {package} {installed(package)}"
+from easycache.versions import DIFFUSERS_FLOORS, at_least, installed, shortfall
 
 
 def needs(package: str, minimum: str, feature: str) -> pytest.MarkDecorator:
-    """A mark: skip the test unless ``package >= minimum``."""
-    return pytest.mark.skipif(not at_least(package, minimum), reason=reason(feature, package, minimum))
+    """A mark: skip the test unless ``package >= minimum``, with ``easycache.versions.shortfall``'s line."""
+    reason = shortfall(feature, package, minimum)
+    return pytest.mark.skipif(reason is not None, reason=reason or "")
 
 
 def needs_diffusers(name: str, feature: str | None = None) -> pytest.MarkDecorator:
@@ -23,15 +20,12 @@ def needs_diffusers(name: str, feature: str | None = None) -> pytest.MarkDecorat
     return needs("diffusers", DIFFUSERS_FLOORS[name], feature or f"diffusers' {name}")
 
 
-def skip_module_unless_diffusers(name: str, feature: str | None = None) -> None:
-    """At a test module's top, before importing what needs it: skip the whole module."""
-    minimum = DIFFUSERS_FLOORS[name]
-    if not at_least("diffusers", minimum):
-        pytest.skip(reason(feature or f"diffusers' {name}", "diffusers", minimum), allow_module_level=True)
-
-
-# The tiny random HunyuanVideo pipeline of easycache.testing.tiny_hunyuan (diffusers' own classes).
-HUNYUAN_PIPELINE = "HunyuanVideoPipeline"
+def skip_unless_diffusers(name: str, feature: str | None = None) -> None:
+    """Skip unless diffusers has ``name``: at a test module's top (before importing what needs it: the
+    whole module) or inside a fixture or test."""
+    reason = shortfall(feature or f"diffusers' {name}", "diffusers", DIFFUSERS_FLOORS[name])
+    if reason:
+        pytest.skip(reason, allow_module_level=True)
 
 
 def _wan_prompts_clean() -> bool:
@@ -39,11 +33,14 @@ def _wan_prompts_clean() -> bool:
     import only when installed (HunyuanVideo-1.5's pins have no ftfy)."""
     if not at_least("diffusers", DIFFUSERS_FLOORS["WanPipeline"]):
         return False
-    from diffusers.pipelines.wan import pipeline_wan
+    from diffusers import WanPipeline
+
+    from easycache.backends.diffusers import check_prompt_cleaning
+    from easycache.errors import UsageError
 
     try:
-        pipeline_wan.basic_clean("a prompt")
-    except NameError:
+        check_prompt_cleaning(WanPipeline)
+    except UsageError:
         return False
     return True
 

@@ -4,9 +4,9 @@ steps are still skipped (ComfyUI's EasyCache node skips nothing under torch.comp
 import torch
 
 import easycache
-from needs import skip_module_unless_diffusers
+from needs import skip_unless_diffusers
 
-skip_module_unless_diffusers("HunyuanVideoPipeline", "the tiny diffusers HunyuanVideo pipeline")
+skip_unless_diffusers("HunyuanVideoPipeline", "the tiny diffusers HunyuanVideo pipeline")
 
 from easycache.testing.tiny_hunyuan import generate, tiny_pipeline  # noqa: E402
 

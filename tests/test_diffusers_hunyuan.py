@@ -5,9 +5,9 @@ import torch
 
 import easycache
 from easycache import EasyCacheConfig
-from needs import skip_module_unless_diffusers
+from needs import skip_unless_diffusers
 
-skip_module_unless_diffusers("HunyuanVideoPipeline", "the tiny diffusers HunyuanVideo pipeline")
+skip_unless_diffusers("HunyuanVideoPipeline", "the tiny diffusers HunyuanVideo pipeline")
 
 from easycache.testing.tiny_hunyuan import generate, generate_cached, tiny_transformer  # noqa: E402
 

@@ -162,9 +162,9 @@ def test_a_wan_pipeline_that_cannot_clean_its_prompt_is_refused_in_one_line(monk
     FakeWanPipeline = type("FakeWanPipeline", (), {"__module__": module.__name__})
     with pytest.raises(UsageError, match=r"^FakeWanPipeline of diffusers .* cleans every prompt with ftfy, which "
                                          r"is not installed .*: pip install ftfy$"):
-        check_prompt_cleaning(FakeWanPipeline())
+        check_prompt_cleaning(FakeWanPipeline)
     module.basic_clean = lambda text: text.strip()
-    check_prompt_cleaning(FakeWanPipeline())  # a prompt it can clean passes
+    check_prompt_cleaning(FakeWanPipeline)  # a prompt it can clean passes
 
 
 def test_context_parallelism_on_an_old_diffusers_is_refused_before_loading(monkeypatch, capsys, tmp_path):

@@ -136,10 +136,10 @@ def load_pipeline(model: str, args: argparse.Namespace):
     return pipe
 
 
-def check_prompt_cleaning(pipe) -> None:
+def check_prompt_cleaning(pipeline_class: type) -> None:
     """diffusers 0.33 to 0.36 clean every Wan prompt with ftfy, yet import it only when installed (a
     NameError mid-run without it): refuse that before sampling, in one line."""
-    clean = getattr(sys.modules.get(type(pipe).__module__), "basic_clean", None)
+    clean = getattr(sys.modules.get(pipeline_class.__module__), "basic_clean", None)
     if clean is None:
         return
     try:
@@ -147,7 +147,7 @@ def check_prompt_cleaning(pipe) -> None:
     except NameError as error:
         import diffusers
 
-        raise UsageError(f"{type(pipe).__name__} of diffusers {diffusers.__version__} cleans every prompt with "
+        raise UsageError(f"{pipeline_class.__name__} of diffusers {diffusers.__version__} cleans every prompt with "
                          f"ftfy, which is not installed ({error}): pip install ftfy") from None
 
 
@@ -197,7 +197,7 @@ class DiffusersBackend(Backend):
             torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         pipe = load_pipeline(args.model, args)
         check_grid(pipe, args)
-        check_prompt_cleaning(pipe)
+        check_prompt_cleaning(type(pipe))
         if context_parallel:
             enable_context_parallelism(pipe, args)
         return pipe

@@ -305,7 +305,7 @@ class DemoHunyuanTransformer(nn.Module):
         for block in (*self.transformer_blocks, *self.single_transformer_blocks):
             x, text = block(x, text, condition, mask, rope)
         scale, shift = self.norm_out(condition)
-        x = self.proj_out(F.layer_norm(x, x.shape[-1:], eps=EPS) * (1 + scale) + shift)
+        x = self.proj_out(modulate(x, shift, scale))
         x = x.reshape(b, *grid, self.out_channels, pt, ph, pw).permute(0, 4, 1, 5, 2, 6, 3, 7)
         video = x.reshape(b, self.out_channels, f, h, w)
         return (video,) if not return_dict else _Output(video)
