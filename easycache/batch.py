@@ -231,19 +231,36 @@ def run_jobs(
     return written
 
 
-def write_summary(save_dir: Path, jobs: list[Job], final: Callable[[Path], Path] = _same) -> Path:
-    """``summary.json``: one entry per job (its run JSON's summary, or why not), and the totals."""
-    entries, calls, computed = [], 0, 0
+def estimated_seconds_saved(summary: dict) -> float:
+    """The transformer time a video's cache saved: its reused calls at its measured seconds per
+    computed call, less the time the reuses took."""
+    if not summary.get("computed") or summary.get("compute_seconds") is None:
+        return 0.0
+    per_call = summary["compute_seconds"] / summary["computed"]
+    return summary["reused"] * per_call - summary.get("reuse_seconds", 0.0)
+
+
+def write_summary(save_dir: Path, jobs: list[Job], final: Callable[[Path], Path] = _same,
+                  failed: dict[int, dict] | None = None) -> Path:
+    """``summary.json``: one entry per job (its run JSON's summary, or why not; ``failed`` gives the
+    error of each job that failed every try), and the totals, with ``estimated_seconds_saved``."""
+    failed = failed or {}
+    entries, calls, computed, seconds, saved = [], 0, 0, 0.0, 0.0
     for job in jobs:
         video = final(save_dir / job.video_name())
         entry = {"index": job.index, "prompt": job.prompt, "seed": job.seed, "video": video.name,
                  "finished": video.exists()}
+        if job.index in failed and not video.exists():
+            entry["failed"] = failed[job.index]
         if video.exists():
             try:
                 run = json.loads(video.with_suffix(".json").read_text())
-                entry.update(summary=run["summary"], end_to_end_seconds=run.get("end_to_end_seconds"))
-                calls += run["summary"]["calls"]
-                computed += run["summary"]["computed"]
+                summary = run["summary"]
+                entry.update(summary=summary, end_to_end_seconds=run.get("end_to_end_seconds"))
+                calls += summary["calls"]
+                computed += summary["computed"]
+                seconds += summary.get("seconds") or 0.0
+                saved += estimated_seconds_saved(summary)
             except (OSError, ValueError, KeyError, TypeError) as error:
                 entry["record"] = f"unreadable: {type(error).__name__}"
                 logger.warning(f"{video.with_suffix('.json')}: unreadable run record, left out of summary.json")
@@ -251,9 +268,12 @@ def write_summary(save_dir: Path, jobs: list[Job], final: Callable[[Path], Path]
     summary = {
         "videos": len(jobs),
         "finished": sum(e["finished"] for e in entries),
+        "failed": sum("failed" in e for e in entries),
         "transformer_calls": calls,
         "computed": computed,
         "speedup": calls / computed if computed else None,
+        "transformer_seconds": seconds,
+        "estimated_seconds_saved": saved,
         "jobs": entries,
     }
     path = save_dir / "summary.json"

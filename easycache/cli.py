@@ -18,7 +18,7 @@ from typing import Any, Callable
 from loguru import logger
 
 from .cache import EasyCacheConfig
-from .errors import UsageError
+from .errors import RunFailed, UsageError
 
 EASYCACHE_FLAG = "--easycache-{}"  # EasyCache's knobs: --easycache-thresh, --easycache-warmup-steps, ...
 SVG_FLAG = "--{}"  # Sparse-VideoGen's flags, snake_case as it spells them: --num_sampled_rows, ...
@@ -105,9 +105,20 @@ def entry_parser(prog: str, description: str, sparse: bool = False, backend: str
     else:
         parser.set_defaults(backend=backend)
     group.add_argument("--hunyuan-root", default=None, help=f"{checkout} checkout (default: the current directory)")
-    many = parser.add_argument_group("many videos (resumable; torchrun ranks share the work)")
+    many = parser.add_argument_group("many videos (resumable; torchrun ranks or Ray workers share the work)")
     many.add_argument("--prompt-file", default=None, help="one prompt per line; every prompt x seed is one video")
     many.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds for every prompt (default: --seed)")
+    many.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                      help="make the videos on a Ray cluster, one worker per GPU: ADDRESS is HOST:PORT, "
+                      "ray://HOST:PORT or auto (the cluster this machine joined); without it, a local Ray "
+                      "instance (pip install -e '.[ray]')")
+    many.add_argument("--ray-max-retries", type=int, default=None, metavar="N",
+                      help="tries of a failed video after its first, on another worker (default: 2)")
+    many.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                      help="Ray workers (default: one per GPU of the cluster; on CPUs only, its CPUs / "
+                      "--ray-cpus-per-worker); workers beyond what the cluster has start as machines join")
+    many.add_argument("--ray-cpus-per-worker", type=int, default=None, metavar="N",
+                      help="CPUs each Ray worker reserves; on a CPU-only cluster also its torch threads (default: 1)")
     if sparse:
         from .sparse import SVGConfig
 
@@ -124,6 +135,22 @@ def backend_name(ours: argparse.Namespace, rest: list[str]) -> str:
     if model_demo and ours.backend in (None, "diffusers"):
         return "demo"
     return ours.backend or "tencent"
+
+
+RAY_FLAGS = ("ray_max_retries", "ray_workers", "ray_cpus_per_worker")
+
+
+def ray_options(ours: argparse.Namespace):
+    """``--ray`` and its flags as ``RayOptions``; None without ``--ray`` (its flags alone are refused)."""
+    given = {name: getattr(ours, name) for name in RAY_FLAGS if getattr(ours, name) is not None}
+    if ours.ray is None:
+        if given:
+            flag = "--" + next(iter(given)).replace("_", "-")
+            raise UsageError(f"{flag} is for Ray workers: add --ray [ADDRESS], or leave {flag} out")
+        return None
+    from .ray_jobs import RayOptions
+
+    return RayOptions(address=ours.ray, **{name.removeprefix("ray_"): value for name, value in given.items()})
 
 
 def cache_fields(ours: argparse.Namespace) -> dict:
@@ -152,13 +179,22 @@ def main(argv: list[str] | None, parser: argparse.ArgumentParser,
         from .batch import read_prompts
         from .runner import RunOptions, run
 
+        on_ray = ray_options(ours)
         options = RunOptions(cache=cache_fields(ours), enabled=not ours.no_easycache,
                              prompts=read_prompts(ours.prompt_file) if ours.prompt_file else None,
                              seeds=ours.seeds)
-        run(backend, rest, options, extensions(ours))
+        if on_ray is None:
+            run(backend, rest, options, extensions(ours))
+        else:
+            from .ray_jobs import run_on_ray
+
+            run_on_ray(backend, rest, options, extensions(ours), on_ray)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except RunFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         logger.warning("interrupted: videos and records already written are kept")
         return 130

@@ -141,6 +141,54 @@ class RunOptions:
         return self.prompts is not None or self.seeds is not None
 
 
+@dataclass
+class Plan:
+    """What a command line asks for, known before any model loads: the parsed flags, the job a rerun
+    must match, the batch's jobs and the names of their files."""
+
+    backend: Backend
+    args: argparse.Namespace
+    settings: Settings
+    options: RunOptions
+    extensions: tuple
+    identity: dict  # the job a rerun must match, less its prompt and seed
+    names: "Names"
+    jobs: list[Job]  # the batch's jobs ([] for one prompt)
+
+    def expected(self, one: Job) -> dict:
+        """The job as its run JSON must record it."""
+        return {**self.identity, "prompt": one.prompt, "seed": one.seed}
+
+
+def plan_run(backend: Backend, argv: list[str], options: RunOptions, extensions: tuple = ()) -> Plan:
+    """Parse the backend's flags and check the seeds (one ``UsageError`` line for a bad one)."""
+    backend.easycache_enabled = options.enabled
+    args, settings = backend.parse(argv, need_prompt=options.prompts is None)
+    check_seeds([settings.seed], "--seed")
+    check_seeds(options.seeds or [], "--seeds")
+    identity = {"backend": backend.name, **backend.job_key(args),
+                "easycache": {"enabled": options.enabled, **options.cache}}
+    for step in extensions:
+        identity.update(step.job_key())
+    jobs = jobs_for(options.prompts, options.seeds, settings.prompt, settings.seed) if options.batch else []
+    return Plan(backend, args, settings, options, extensions, identity, Names(backend, options), jobs)
+
+
+def start_generation(plan: Plan) -> "Generation":
+    """Load the model, run the steps beside the cache (the backend's, then the extensions'), install
+    the cache: ready to sample."""
+    logger.info(f"loading the model ({plan.backend.name})")
+    started = time.perf_counter()
+    model = plan.backend.load(plan.args)
+    load_seconds = time.perf_counter() - started
+    for step in (plan.backend, *plan.extensions):
+        step.prepare(model, plan.args)
+    config, source = cache_config(model, plan.options, plan.settings)
+    cache = apply_easycache(model, config)
+    return Generation(plan.backend, model, plan.args, cache, plan.options, plan.extensions, load_seconds, source,
+                      plan.names)
+
+
 def run(backend: Backend, argv: list[str], options: RunOptions, extensions: tuple = ()) -> list[Path]:
     """Generate what the command line asks for; returns the videos this process wrote.
 
@@ -148,44 +196,25 @@ def run(backend: Backend, argv: list[str], options: RunOptions, extensions: tupl
     run after loading and before the cache, ``record() -> dict`` for each run JSON and
     ``job_key() -> dict``, what it changes in the video (part of the job a rerun must match).
     """
-    backend.easycache_enabled = options.enabled
-    args, settings = backend.parse(argv, need_prompt=options.prompts is None)
-    check_seeds([settings.seed], "--seed")
-    check_seeds(options.seeds or [], "--seeds")
-    job = {"backend": backend.name, **backend.job_key(args),
-           "easycache": {"enabled": options.enabled, **options.cache}}
-    for step in extensions:
-        job.update(step.job_key())
+    plan = plan_run(backend, argv, options, extensions)
+    settings, names = plan.settings, plan.names
     ranks = Ranks.from_env(settings.splits_video, options.batch)
     if ranks.writes:
         prepare_save_dir(settings.save_dir)
-    names = _Names(backend, options)
-    jobs = jobs_for(options.prompts, options.seeds, settings.prompt, settings.seed) if options.batch else []
-
-    def expected(one: Job) -> dict:
-        return {**job, "prompt": one.prompt, "seed": one.seed}
-
-    if options.batch and not pending_jobs(shard(jobs, ranks.rank, ranks.world_size), settings.save_dir,
-                                          names.final, expected):
+    if options.batch and not pending_jobs(shard(plan.jobs, ranks.rank, ranks.world_size), settings.save_dir,
+                                          names.final, plan.expected):
         logger.info(f"every video of this run is already in {settings.save_dir}: nothing to do, no model loaded")
-        return run_jobs(jobs, settings.save_dir, None, ranks.rank, ranks.world_size, names.final, expected)
+        return run_jobs(plan.jobs, settings.save_dir, None, ranks.rank, ranks.world_size, names.final, plan.expected)
     ranks.use_own_gpu()
-    logger.info(f"loading the model ({backend.name})")
-    started = time.perf_counter()
-    model = backend.load(args)
-    load_seconds = time.perf_counter() - started
-    for step in (backend, *extensions):
-        step.prepare(model, args)
-    config, source = cache_config(model, options, settings)
-    cache = apply_easycache(model, config)
-    generation = _Generation(backend, model, args, cache, options, extensions, load_seconds, source, names)
+    generation = start_generation(plan)
     try:
         if options.batch:
-            return run_jobs(jobs, settings.save_dir, lambda one, path: generation.job(one, path, expected(one)),
-                            ranks.rank, ranks.world_size, names.final, expected)
+            return run_jobs(plan.jobs, settings.save_dir,
+                            lambda one, path: generation.job(one, path, plan.expected(one)),
+                            ranks.rank, ranks.world_size, names.final, plan.expected)
         seed = settings.seed if settings.seed is not None else random.randint(0, 1_000_000)
         return generation.single(settings.prompt, seed, settings.num_videos, settings.save_dir, ranks.writes,
-                                 lambda video_seed: {**job, "prompt": settings.prompt, "seed": video_seed})
+                                 lambda video_seed: {**plan.identity, "prompt": settings.prompt, "seed": video_seed})
     finally:
         generation.log_total()
 
@@ -205,7 +234,7 @@ def cache_config(model: Any, options: RunOptions, settings: Settings) -> tuple[E
     return config, source
 
 
-class _Names:
+class Names:
     """The files of one video: itself, or with a baseline ``*_baseline`` and ``*_easycache``."""
 
     def __init__(self, backend: Backend, options: RunOptions):
@@ -230,11 +259,11 @@ class _Names:
         return candidate
 
 
-class _Generation:
+class Generation:
     """Sampling, timing and writing the videos of one run, with the cache installed."""
 
     def __init__(self, backend: Backend, model: Any, args: argparse.Namespace, cache: EasyCache,
-                 options: RunOptions, extensions: tuple, load_seconds: float, source: str, names: _Names):
+                 options: RunOptions, extensions: tuple, load_seconds: float, source: str, names: Names):
         self.backend, self.model, self.args, self.cache = backend, model, args, cache
         self.options, self.extensions, self.load_seconds, self.source = options, extensions, load_seconds, source
         self.names = names

@@ -31,7 +31,7 @@ from .api import apply_easycache
 from .cache import EasyCacheConfig
 from .errors import UsageError
 from .outputs import prepare_save_dir
-from .runner import Backend, RunOptions, Video, _Generation, _Names, cache_config
+from .runner import Backend, RunOptions, Video, Generation, Names, cache_config
 
 GRADIO_FLOOR = "5.0.0"  # the oldest Gradio the page is checked on (HunyuanVideo's own pin)
 GRADIO_OUTPUTS = "gradio_outputs"  # where Tencent's gradio_server.py writes, unless --save-path is given
@@ -112,7 +112,7 @@ class Progress:
     records: list = field(default_factory=list)
 
 
-class _PageNames(_Names):
+class _PageNames(Names):
     """The runner's file naming, with the variants this generation asks for."""
 
     def __init__(self, variants: list[str]):
@@ -199,7 +199,7 @@ class PageSession:
         with self.lock:
             set_flow_shift(self.model, args.flow_shift)
             self.cache.config = config
-            generation = _Generation(self.backend, self.model, args, self.cache, options, (), self.load_seconds,
+            generation = Generation(self.backend, self.model, args, self.cache, options, (), self.load_seconds,
                                      source, names)
             sampled = []
             try:

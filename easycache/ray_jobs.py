@@ -1,0 +1,420 @@
+"""Many videos over a Ray cluster (``--ray [ADDRESS]``): Ray's actors are the workers, the driver
+holds the queue.
+
+Workers: one Ray actor per GPU (``num_gpus=1``; on a CPU-only cluster, ``--ray-cpus-per-worker``
+CPUs each, its torch threads set to match). Each parses the same command line, loads the model once
+and installs EasyCache on its own instance. The driver hands the next job to whichever worker is
+idle, so a fast worker takes more; a worker that dies (a crashed machine, ``ray kill``) has its job
+given to another worker and is replaced by a new actor, which Ray places wherever resources are
+free (a machine that joins mid-run is used from then on).
+
+Who writes: the driver. A worker makes a job's files in a private folder and returns their bytes (a
+video of minutes of GPU time is a few MB); the driver writes them under the names batch mode gives
+them, each atomically, the job's last file last, and only once per job. So the machines need no
+shared filesystem, a killed worker leaves no half-written file, and a job retried after its first
+worker was given up for dead cannot be written twice. Resume goes by job identity and
+``summary.json`` as in batch mode (``easycache.batch``): a rerun of a finished set starts no worker
+and loads no model.
+
+Failures: a job whose worker fails or dies is tried again on another worker where one is free, up
+to ``--ray-max-retries`` more times; a job that fails every try is recorded, with its error, in
+``summary.json``, the others go on, and the run exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from tqdm import tqdm
+
+from .batch import Job, JobLock, pending_jobs, write_summary
+from .errors import RunFailed, UsageError
+from .outputs import partial_path, prepare_save_dir
+from .runner import Backend, Plan, RunOptions, plan_run, seconds_text, start_generation
+from .versions import require
+
+RAY_FLOOR = "2.40.0"  # the oldest Ray the suite ran on (CI runs the newest)
+LOCAL = ""  # ``--ray`` without an address: a local Ray instance (or the cluster RAY_ADDRESS names)
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """``--ray`` and its flags."""
+
+    address: str = LOCAL  # LOCAL, "auto" (the cluster this machine is part of), HOST:PORT or ray://HOST:PORT
+    max_retries: int = 2  # tries of a job after its first, on another worker where one is free
+    workers: int | None = None  # None: one per GPU of the cluster (CPU-only: its CPUs / cpus_per_worker)
+    cpus_per_worker: int = 1  # CPUs each worker reserves (its torch threads, on a CPU-only cluster)
+
+
+# ---------------------------------------------------------------------------- the worker (a Ray actor)
+def one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+class Worker:
+    """One Ray actor: the command line parsed again, the model loaded once, one job at a time.
+
+    A load error is kept, not raised, so that ``ready()`` can tell the driver in one line (a
+    ``UsageError``, such as missing weights, stops the run as it would without Ray)."""
+
+    def __init__(self, backend_class: type, hunyuan_root: str | None, argv: list[str], options: RunOptions,
+                 extensions: tuple, cwd: str, save_dir: str, threads: int | None):
+        logger.remove()
+        logger.add(sys.stderr, level="WARNING")  # the driver's bar and summary say the rest
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        if os.path.isdir(cwd):  # relative paths in the flags mean what they mean to the driver
+            os.chdir(cwd)
+        self.save_dir, self.error, self.usage = save_dir, None, False
+        try:
+            self.plan: Plan = plan_run(backend_class(hunyuan_root=hunyuan_root), argv, options, extensions)
+            self.generation = start_generation(self.plan)
+        except Exception as error:  # noqa: BLE001 - said by ready(), in one line
+            self.error, self.usage = (str(error) if isinstance(error, UsageError) else one_line(error),
+                                      isinstance(error, UsageError))
+
+    def ready(self) -> dict:
+        """Where this worker runs, or why it could not load the model."""
+        if self.error is not None:
+            return {"error": self.error, "usage": self.usage}
+        import torch
+
+        device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+        return {"host": socket.gethostname(), "device": device, "load_seconds": self.generation.load_seconds}
+
+    def make(self, job: Job) -> dict:
+        """One job's files ``{name: bytes}``, the paths in its JSON files those of the driver's
+        folder; or ``{"error": line}``."""
+        with tempfile.TemporaryDirectory(prefix="easycache-ray-") as stage:
+            try:
+                self.generation.job(job, Path(stage) / job.video_name(), self.plan.expected(job))
+            except Exception as error:  # noqa: BLE001 - the driver retries it elsewhere or records it
+                return {"error": one_line(error)}
+            return {"files": {path.name: relocated(path, stage, self.save_dir)
+                              for path in sorted(Path(stage).iterdir())}}
+
+
+def relocated(path: Path, stage: str, save_dir: str) -> bytes:
+    """A file's bytes; in a JSON file, every path under ``stage`` moved under ``save_dir``."""
+    data = path.read_bytes()
+    if path.suffix != ".json" or stage.encode() not in data:
+        return data
+
+    def move(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [move(v) for v in value]
+        if isinstance(value, str) and value.startswith(stage):
+            return str(Path(save_dir) / os.path.relpath(value, stage))
+        return value
+
+    return json.dumps(move(json.loads(data)), indent=2).encode()
+
+
+# ---------------------------------------------------------------------------- the driver
+def check_ray_flags(options: RunOptions, ray_options: RayOptions) -> None:
+    """What ``--ray`` refuses before anything loads (one line each); Ray itself is looked for last."""
+    if not options.batch:
+        raise UsageError("--ray shares many videos out over workers: pass --prompt-file FILE and/or --seeds N [N ...]")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("--ray: start the run as one process, not under torchrun; Ray starts the workers")
+    if ray_options.max_retries < 0:
+        raise UsageError(f"--ray-max-retries {ray_options.max_retries}: pass 0 or more")
+    for flag, value in (("--ray-workers", ray_options.workers), ("--ray-cpus-per-worker", ray_options.cpus_per_worker)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} {value}: pass 1 or more")
+    require("--ray", "ray", RAY_FLOOR)
+
+
+def run_on_ray(backend: Backend, argv: list[str], options: RunOptions, extensions: tuple,
+               ray_options: RayOptions) -> list[Path]:
+    """The batch the command line asks for, made by Ray workers; returns the videos written."""
+    check_ray_flags(options, ray_options)
+    plan = plan_run(backend, argv, options, extensions)
+    if plan.settings.splits_video:
+        raise UsageError("--ray: each worker makes whole videos; one video over several GPUs (sequence "
+                         "parallelism) runs under torchrun, so drop its flag or run without --ray")
+    save_dir = prepare_save_dir(plan.settings.save_dir)
+    todo = pending_jobs(plan.jobs, save_dir, plan.names.final, plan.expected)  # a mismatched job: refused here
+    if len(todo) < len(plan.jobs):
+        logger.info(f"{len(plan.jobs) - len(todo)} of {len(plan.jobs)} videos already finished, skipped")
+    if not todo:
+        logger.info(f"every video of this run is already in {save_dir}: nothing to do, no model loaded")
+        write_summary(save_dir, plan.jobs, plan.names.final)
+        return []
+    started_ray = connect(ray_options.address)
+    queue = JobQueue(plan, backend, argv, options, extensions, ray_options, save_dir)
+    try:
+        written = queue.run(todo)
+    finally:
+        queue.stop()
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    summary = json.loads(write_summary(save_dir, plan.jobs, plan.names.final, queue.failed).read_text())
+    log_summary(summary, queue)
+    if queue.failed:
+        raise RunFailed(f"{len(queue.failed)} of {len(plan.jobs)} videos failed after {ray_options.max_retries + 1} "
+                        f"tries each; their errors are in {save_dir / 'summary.json'}, and a rerun tries them again")
+    return written
+
+
+def connect(address: str) -> bool:
+    """Join the cluster at ``address`` (LOCAL: start one here unless RAY_ADDRESS names one), refusing
+    an address that cannot be reached in one line, before any worker starts. True when this call
+    started Ray (and so should stop it)."""
+    import ray
+
+    if ray.is_initialized():  # a driver that set Ray up itself (a notebook, the tests)
+        return False
+    if address not in (LOCAL, "auto"):
+        host, _, port = address.removeprefix("ray://").rpartition(":")
+        if not host or not port.isdigit():
+            raise UsageError(f"--ray {address}: pass HOST:PORT (the address `ray start --head` prints), "
+                             "ray://HOST:PORT, auto, or nothing for a local Ray instance")
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except OSError as error:
+            raise UsageError(f"--ray {address}: nothing answers at {host}:{port} ({error.strerror or error}); "
+                             "start the head with `ray start --head` and pass the address it prints") from None
+    try:
+        ray.init(address=address or None)
+    except ConnectionError as error:
+        hint = ("no Ray cluster runs on this machine; start one with `ray start --head`, or pass --ray HOST:PORT"
+                if address == "auto" else str(error).strip().splitlines()[0])
+        raise UsageError(f"--ray {address}: {hint}") from None
+    return True
+
+
+@dataclass
+class _Member:
+    """One worker as the driver sees it."""
+
+    handle: Any
+    name: str
+    info: dict = field(default_factory=dict)  # ready()'s answer, once it came
+    made: int = 0
+    since: float = 0.0  # when it became ready
+
+    def rate(self, now: float) -> float:
+        """Videos per minute since it loaded its model."""
+        return self.made / max(now - self.since, 1e-9) * 60
+
+
+class JobQueue:
+    """The driver's side: start the workers, hand out the jobs, write what comes back, retry."""
+
+    def __init__(self, plan: Plan, backend: Backend, argv: list[str], options: RunOptions, extensions: tuple,
+                 ray_options: RayOptions, save_dir: Path):
+        self.plan, self.ray_options, self.save_dir = plan, ray_options, save_dir
+        self.worker_args = (type(backend), backend.hunyuan_root, argv, options, extensions, os.getcwd(),
+                            str(plan.settings.save_dir))
+        self.run_id = uuid.uuid4().hex[:8]
+        self.tries = ray_options.max_retries + 1
+        self.failed: dict[int, dict] = {}  # job index -> its error, tries and workers
+        self.members: dict[str, _Member] = {}  # the live workers, by name
+        self.started = 0  # workers started, for their names
+        self.load_failures = 0  # in a row
+        self.target = 1  # how many workers to keep
+        self.waiting: deque[tuple[Job, list[str]]] = deque()  # each job with the workers that tried it
+        self.loading: dict[Any, str] = {}  # ready() ref -> worker
+        self.busy: dict[Any, tuple[str, Job, list[str]]] = {}  # make() ref -> worker, job, who tried it
+        self.idle: list[str] = []
+        self.locks: dict[int, JobLock] = {}  # the jobs handed out, each under its lock
+
+    # ------------------------------------------------------------------ workers
+    def start_worker(self) -> None:
+        """One more actor; it loads the model, then ``on_ready`` gives it work."""
+        import ray
+
+        gpus = ray.cluster_resources().get("GPU", 0) > 0
+        cpus = self.ray_options.cpus_per_worker
+        self.started += 1
+        name = f"easycache-{self.run_id}-worker-{self.started}"
+        actor = ray.remote(Worker).options(
+            name=name, num_cpus=cpus, num_gpus=1 if gpus else 0, max_restarts=0, max_concurrency=1,
+            runtime_env={"env_vars": {"TQDM_DISABLE": "1"}},  # no step bars from the workers
+        ).remote(*self.worker_args, None if gpus else cpus)
+        self.members[name] = _Member(actor, name)
+        self.loading[actor.ready.remote()] = name
+
+    def wanted_workers(self, jobs: int) -> int:
+        """``--ray-workers``, else one per GPU of the cluster (CPU-only: CPUs / ``--ray-cpus-per-worker``);
+        never more than there are jobs."""
+        import ray
+
+        resources = ray.cluster_resources()
+        if self.ray_options.workers:
+            n = self.ray_options.workers
+        elif resources.get("GPU", 0) > 0:
+            n = int(resources["GPU"])
+        else:
+            n = int(resources.get("CPU", 1)) // self.ray_options.cpus_per_worker
+        return max(1, min(n, jobs))
+
+    def stop(self) -> None:
+        """Every worker stopped, every lock this driver holds released (what was written stays)."""
+        import ray
+
+        for member in self.members.values():
+            ray.kill(member.handle)
+        self.members.clear()
+        for lock in self.locks.values():
+            lock.release()
+        self.locks.clear()
+
+    # ------------------------------------------------------------------ the queue
+    def run(self, todo: list[Job]) -> list[Path]:
+        """Every job of ``todo`` made (or failed every try); the videos written."""
+        import ray
+
+        self.waiting.extend((job, []) for job in todo)
+        self.target = self.wanted_workers(len(todo))
+        for _ in range(self.target):
+            self.start_worker()
+        logger.info(f"Ray: {len(todo)} videos over {self.target} workers ({self.resources_text()})")
+        written: list[Path] = []
+        with tqdm(total=len(todo), unit="video", desc="videos", dynamic_ncols=True) as bar:
+            while self.waiting or self.busy:
+                self.dispatch()
+                if not self.busy and not self.loading:
+                    if not self.waiting:
+                        break  # the rest are being made by other processes
+                    self.start_worker()  # every worker is gone: the waiting jobs need one
+                done, _ = ray.wait([*self.loading, *self.busy], num_returns=1)
+                if done[0] in self.loading:
+                    self.on_ready(done[0])
+                    continue
+                name, job, tried = self.busy.pop(done[0])
+                result = self.result(done[0], name)
+                if "error" in result:
+                    self.on_failure(job, [*tried, name], result["error"])
+                    if name not in self.members and self.waiting and len(self.members) < self.target:
+                        self.start_worker()  # in place of the one that died; Ray places it
+                    continue
+                written.append(self.write(job, result["files"]))
+                self.members[name].made += 1
+                bar.update(1)
+                bar.set_postfix_str(self.rates_text(), refresh=True)
+        return written
+
+    def result(self, ref: Any, name: str) -> dict:
+        """What ``make`` returned (a worker that died is dropped; an error names it)."""
+        import ray
+
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayActorError as error:
+            self.members.pop(name, None)
+            return {"error": f"worker {name} died ({type(error).__name__})"}
+        except ray.exceptions.RayError as error:
+            result = {"error": one_line(error)}
+        self.idle.append(name)
+        return result
+
+    def on_failure(self, job: Job, tried: list[str], error: str) -> None:
+        """Try the job again, or record it as failed after its last try."""
+        if len(tried) < self.tries:
+            logger.warning(f"{job.video_name()}: {error}; trying again ({len(tried)} of {self.tries} tries so far)")
+            self.waiting.appendleft((job, tried))
+            return
+        logger.error(f"{job.video_name()}: failed {self.tries} times, recorded in summary.json; last error: {error}")
+        self.failed[job.index] = {"error": error, "tries": len(tried), "workers": tried}
+        self.locks.pop(job.index).release()
+
+    def on_ready(self, ref: Any) -> None:
+        """A worker loaded its model (it takes jobs from now), or could not."""
+        import ray
+
+        name = self.loading.pop(ref)
+        try:
+            info = ray.get(ref)
+        except ray.exceptions.RayError as error:
+            info = {"error": one_line(error), "usage": False}
+        if "error" not in info:
+            self.load_failures = 0
+            member = self.members[name]
+            member.info, member.since = info, time.time()
+            self.idle.append(name)
+            logger.info(f"{name}: model loaded on {info['host']} ({info['device']}) in "
+                        f"{seconds_text(info['load_seconds'])}")
+            return
+        self.members.pop(name, None)
+        if info["usage"]:  # the same for every worker: the run stops as it would without Ray
+            raise UsageError(info["error"])
+        self.load_failures += 1
+        logger.warning(f"{name}: could not load the model: {info['error']}")
+        if self.load_failures > self.ray_options.max_retries:
+            raise RunFailed(f"Ray workers could not load the model ({self.load_failures} in a row): {info['error']}")
+        self.start_worker()
+
+    def dispatch(self) -> None:
+        """Give waiting jobs to idle workers, each to one that has not tried it where possible."""
+        while self.waiting and self.idle:
+            job, tried = self.waiting.popleft()
+            if job.index not in self.locks:
+                lock = JobLock(self.plan.names.final(self.save_dir / job.video_name()))
+                if not lock.acquire():
+                    pid, host = lock.owner() or ("?", "?")
+                    logger.info(f"{job.video_name()}: being made by process {pid} on {host}, left to it")
+                    continue
+                self.locks[job.index] = lock
+            name = next((n for n in self.idle if n not in tried), self.idle[0])
+            self.idle.remove(name)
+            self.busy[self.members[name].handle.make.remote(job)] = (name, job, tried)
+
+    def write(self, job: Job, files: dict[str, bytes]) -> Path:
+        """A job's files into the save folder, each atomically, the one that marks it finished last."""
+        final = self.plan.names.final(self.save_dir / job.video_name())
+        for name in sorted(files, key=lambda n: n == final.name):
+            path = self.save_dir / name
+            tmp = partial_path(path)
+            try:
+                tmp.write_bytes(files[name])
+                tmp.replace(path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        self.locks.pop(job.index).release()
+        return self.save_dir / job.video_name()
+
+    # ------------------------------------------------------------------ what it says
+    def rates_text(self) -> str:
+        now = time.time()
+        return ", ".join(f"w{m.name.rsplit('-', 1)[1]} {m.rate(now):.1f}/min"
+                         for m in self.members.values() if m.info)
+
+    def resources_text(self) -> str:
+        import ray
+
+        resources = ray.cluster_resources()
+        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+        return f"cluster: {nodes} machines, {resources.get('GPU', 0):g} GPUs, {resources.get('CPU', 0):g} CPUs"
+
+
+def log_summary(summary: dict, queue: JobQueue) -> None:
+    """The whole set's numbers, from ``summary.json``."""
+    speedup = f"{summary['speedup']:.2f}x fewer" if summary["speedup"] else "none computed"
+    saved = summary.get("estimated_seconds_saved")
+    logger.info(
+        f"Ray: {summary['finished']} of {summary['videos']} videos finished, {summary['failed']} failed "
+        f"({queue.started} workers started); EasyCache computed {summary['computed']}/{summary['transformer_calls']} "
+        f"transformer calls ({speedup})"
+        + (f", saving an estimated {seconds_text(saved)} of transformer time" if saved is not None else "")
+    )
