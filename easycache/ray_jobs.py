@@ -366,19 +366,31 @@ class JobQueue:
         self.start_worker()
 
     def dispatch(self) -> None:
-        """Give waiting jobs to idle workers, each to one that has not tried it where possible."""
-        while self.waiting and self.idle:
-            job, tried = self.waiting.popleft()
-            if job.index not in self.locks:
-                lock = JobLock(self.plan.names.final(self.save_dir / job.video_name()))
-                if not lock.acquire():
-                    pid, host = lock.owner() or ("?", "?")
-                    logger.info(f"{job.video_name()}: being made by process {pid} on {host}, left to it")
-                    continue
-                self.locks[job.index] = lock
-            name = next((n for n in self.idle if n not in tried), self.idle[0])
-            self.idle.remove(name)
-            self.busy[self.members[name].handle.make.remote(job)] = (name, job, tried)
+        """Give each idle worker a waiting job (``take``), under the job's lock; a job another
+        process is making (its lock is live) is left to it."""
+        for name in list(self.idle):
+            while (picked := self.take(name)) is not None:
+                job, tried = picked
+                if job.index not in self.locks:
+                    lock = JobLock(self.plan.names.final(self.save_dir / job.video_name()))
+                    if not lock.acquire():
+                        pid, host = lock.owner() or ("?", "?")
+                        logger.info(f"{job.video_name()}: being made by process {pid} on {host}, left to it")
+                        continue
+                    self.locks[job.index] = lock
+                self.idle.remove(name)
+                self.busy[self.members[name].handle.make.remote(job)] = (name, job, tried)
+                break
+
+    def take(self, name: str) -> tuple[Job, list[str]] | None:
+        """The first waiting job worker ``name`` has not tried; a job every loaded worker has tried
+        goes to any of them. None: nothing for it now."""
+        loaded = [m for m, member in self.members.items() if member.info]
+        for i, (job, tried) in enumerate(self.waiting):
+            if name not in tried or all(m in tried for m in loaded):
+                del self.waiting[i]
+                return job, tried
+        return None
 
     def write(self, job: Job, files: dict[str, bytes]) -> Path:
         """A job's files into the save folder, each atomically, the one that marks it finished last."""

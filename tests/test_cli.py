@@ -27,6 +27,10 @@ ENTRY_FLAGS = {
     "--hunyuan-root": "test_tencent_integration.py",
     "--prompt-file": "test_svg_entry_honours_every_flag_and_the_prompt_file",
     "--seeds": "test_svg_entry_honours_every_flag_and_the_prompt_file",
+    "--ray": "test_ray.py (a local cluster) and test_ray_flags.py",
+    "--ray-max-retries": "test_the_ray_flags_reach_the_ray_options (test_ray_flags.py); test_ray.py's retries",
+    "--ray-workers": "test_the_ray_flags_reach_the_ray_options; test_ray.py (2 workers)",
+    "--ray-cpus-per-worker": "test_the_ray_flags_reach_the_ray_options; test_cpus_per_worker_are_the_worker_s_threads",
 }
 
 
