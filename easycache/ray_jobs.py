@@ -179,7 +179,7 @@ def run_on_ray(backend: Backend, argv: list[str], options: RunOptions, extension
 def connect(address: str) -> bool:
     """Join the cluster at ``address`` (LOCAL: start one here unless RAY_ADDRESS names one), refusing
     an address that cannot be reached in one line, before any worker starts. True when this call
-    started Ray (and so should stop it)."""
+    connected (and so should disconnect; a local instance it started then stops)."""
     import ray
 
     if ray.is_initialized():  # a driver that set Ray up itself (a notebook, the tests)
@@ -238,6 +238,7 @@ class JobQueue:
         self.busy: dict[Any, tuple[str, Job, list[str]]] = {}  # make() ref -> worker, job, who tried it
         self.idle: list[str] = []
         self.locks: dict[int, JobLock] = {}  # the jobs handed out, each under its lock
+        self.actor_class = None  # ray.remote(Worker), made once
 
     # ------------------------------------------------------------------ workers
     def start_worker(self) -> None:
@@ -248,7 +249,9 @@ class JobQueue:
         cpus = self.ray_options.cpus_per_worker
         self.started += 1
         name = f"easycache-{self.run_id}-worker-{self.started}"
-        actor = ray.remote(Worker).options(
+        if self.actor_class is None:
+            self.actor_class = ray.remote(Worker)
+        actor = self.actor_class.options(
             name=name, num_cpus=cpus, num_gpus=1 if gpus else 0, max_restarts=0, max_concurrency=1,
             runtime_env={"env_vars": {"TQDM_DISABLE": "1"}},  # no step bars from the workers
         ).remote(*self.worker_args, None if gpus else cpus)
