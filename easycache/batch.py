@@ -27,7 +27,7 @@ from loguru import logger
 from tqdm import tqdm
 
 from .errors import UsageError
-from .outputs import fit_file_stem, jsonable
+from .outputs import fit_file_stem, jsonable, written_whole
 
 MAX_SEED = 2**63 - 1
 
@@ -277,7 +277,6 @@ def write_summary(save_dir: Path, jobs: list[Job], final: Callable[[Path], Path]
         "jobs": entries,
     }
     path = save_dir / "summary.json"
-    tmp = path.with_suffix(f".json.{os.getpid()}.partial")  # ranks may finish at once
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(path)
+    with written_whole(path) as tmp:  # unique to this process: ranks may finish at once
+        tmp.write_text(json.dumps(summary, indent=2))
     return path

@@ -8,9 +8,10 @@ import math
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -61,6 +62,18 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.partial-{os.getpid()}{path.suffix}")
 
 
+@contextmanager
+def written_whole(path: Path) -> Iterator[Path]:
+    """A path to write ``path``'s content to: it becomes ``path`` only once the block ends without an
+    error, so ``path`` is never half-written (and a partial file never stays behind)."""
+    tmp = partial_path(path)
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_video(frames: Any, path: Path, fps: int = 24) -> Path:
     """Write frames (T, H, W, C) or (C, T, H, W) in [0, 1] as an mp4, as HunyuanVideo converts them."""
     import imageio
@@ -69,24 +82,16 @@ def write_video(frames: Any, path: Path, fps: int = 24) -> Path:
     if array.ndim == 4 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
         array = array.transpose(1, 2, 3, 0)  # (C, T, H, W) -> (T, H, W, C)
     array = (np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
-    tmp = partial_path(path)
-    try:
+    with written_whole(path) as tmp:  # never a half-written video under the final name
         imageio.mimsave(tmp, list(array), fps=fps)
-        tmp.replace(path)  # never leave a half-written video under the final name
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
 def write_run_json(video_path: Path, run: dict) -> Path:
     """The run's record beside its video: same name, ``.json`` (written whole or not at all)."""
     path = video_path.with_suffix(".json")
-    tmp = partial_path(path)
-    try:
+    with written_whole(path) as tmp:
         tmp.write_text(json.dumps(jsonable(run), indent=2, allow_nan=False))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from .batch import Job, JobLock, pending_jobs, write_summary
 from .errors import RunFailed, UsageError
-from .outputs import partial_path, prepare_save_dir
+from .outputs import prepare_save_dir, written_whole
 from .runner import Backend, Plan, RunOptions, plan_run, seconds_text, start_generation
 from .versions import require
 
@@ -399,13 +399,8 @@ class JobQueue:
         """A job's files into the save folder, each atomically, the one that marks it finished last."""
         final = self.plan.names.final(self.save_dir / job.video_name())
         for name in sorted(files, key=lambda n: n == final.name):
-            path = self.save_dir / name
-            tmp = partial_path(path)
-            try:
+            with written_whole(self.save_dir / name) as tmp:
                 tmp.write_bytes(files[name])
-                tmp.replace(path)
-            finally:
-                tmp.unlink(missing_ok=True)
         self.locks.pop(job.index).release()
         return self.save_dir / job.video_name()
 
