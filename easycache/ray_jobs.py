@@ -223,6 +223,8 @@ class JobQueue:
 
     def __init__(self, plan: Plan, backend: Backend, argv: list[str], options: RunOptions, extensions: tuple,
                  ray_options: RayOptions, save_dir: Path):
+        import ray
+
         self.plan, self.ray_options, self.save_dir = plan, ray_options, save_dir
         self.worker_args = (type(backend), backend.hunyuan_root, argv, options, extensions, os.getcwd(),
                             str(plan.settings.save_dir))
@@ -238,7 +240,7 @@ class JobQueue:
         self.busy: dict[Any, tuple[str, Job, list[str]]] = {}  # make() ref -> worker, job, who tried it
         self.idle: list[str] = []
         self.locks: dict[int, JobLock] = {}  # the jobs handed out, each under its lock
-        self.actor_class = None  # ray.remote(Worker), made once
+        self.actor_class = ray.remote(Worker)  # once per run; each worker is one .options(...).remote()
 
     # ------------------------------------------------------------------ workers
     def start_worker(self) -> None:
@@ -249,8 +251,6 @@ class JobQueue:
         cpus = self.ray_options.cpus_per_worker
         self.started += 1
         name = f"easycache-{self.run_id}-worker-{self.started}"
-        if self.actor_class is None:
-            self.actor_class = ray.remote(Worker)
         actor = self.actor_class.options(
             name=name, num_cpus=cpus, num_gpus=1 if gpus else 0, max_restarts=0, max_concurrency=1,
             runtime_env={"env_vars": {"TQDM_DISABLE": "1"}},  # no step bars from the workers
