@@ -126,19 +126,26 @@ def model_paths(model_base: Path) -> dict:
 def _flash_attn_varlen_func_cpu(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None,
                                 max_seqlen_k=None, dropout_p=0.0, softmax_scale=None,
                                 causal=False, **_unused):
-    """CPU stand-in for flash_attn.flash_attn_varlen_func: packed [total, heads, dim] inputs,
-    attention computed separately inside each [cu[i], cu[i+1]) segment, output packed the same way."""
+    """Stand-in for flash_attn.flash_attn_varlen_func (on CPU here, on a GPU in bench/gpu/tencent.py):
+    packed [total, heads, dim] inputs, attention computed separately inside each [cu[i], cu[i+1])
+    segment (an empty segment contributes nothing), output packed the same way.
+
+    Each segment goes to SDPA as a 4-D (1, heads, seq, dim) batch: SDPA's fused kernels (flash,
+    memory-efficient, cuDNN; on CPU its flash kernel) accept only 4-D inputs, and 3-D ones fall to
+    the math kernel, which materializes every (seq x seq) score: at HunyuanVideo's 544p sequence it
+    asked an H200 for 408 GiB (24 heads x 67,576^2 scores)."""
     out = torch.zeros_like(q)
     bounds_q, bounds_k = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
     for i in range(len(bounds_q) - 1):
         q0, q1, k0, k1 = bounds_q[i], bounds_q[i + 1], bounds_k[i], bounds_k[i + 1]
         if q1 == q0 or k1 == k0:
             continue
+        # [seq, heads, dim] -> (1, heads, seq, dim)
         seg = F.scaled_dot_product_attention(
-            q[q0:q1].transpose(0, 1), k[k0:k1].transpose(0, 1), v[k0:k1].transpose(0, 1),
+            q[q0:q1].transpose(0, 1)[None], k[k0:k1].transpose(0, 1)[None], v[k0:k1].transpose(0, 1)[None],
             dropout_p=dropout_p, is_causal=causal, scale=softmax_scale,
         )
-        out[q0:q1] = seg.transpose(0, 1)
+        out[q0:q1] = seg[0].transpose(0, 1)  # (1, heads, seq, dim) -> [seq, heads, dim]
     return out
 
 
