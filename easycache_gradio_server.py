@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--prompt-file / --seeds: the page makes one video at a time; run "
                              "easycache_sample_video.py for many videos")
         name, port = server_address(ours)
-        options = RunOptions(cache=cli.cache_fields(ours), enabled=not ours.no_easycache)
+        options = RunOptions(cache=cli.cache_fields(ours), enabled=not ours.no_easycache,
+                             attention=cli.attention_mode(ours, backend.name))
         save_given = any(a == "--save-path" or a.startswith("--save-path=") for a in rest)
         session = web.PageSession(backend, rest, options, None if save_given else Path(web.GRADIO_OUTPUTS))
         page = web.build_page(session)

@@ -1,4 +1,6 @@
-"""The public entry points: ``apply_easycache``, ``remove_easycache``, ``installed_cache``.
+"""The public entry points: ``apply_easycache``, ``remove_easycache``, ``installed_cache``; and the
+dense attention path beneath the cache: ``apply_attention``, ``remove_attention``, ``installed_attention``
+(``easycache.attention``; install it first, the cache wraps it).
 
 They take a transformer (``torch.nn.Module``), a diffusers pipeline, or HunyuanVideo's sampler (its
 ``.pipeline``), and hand over to the hook (``install.py``) or the pipeline wrapper (``pipeline.py``).
@@ -10,6 +12,7 @@ from typing import Any
 
 import torch
 
+from .attention import AttentionChoice, apply_attention, installed_attention, remove_attention  # noqa: F401 (public)
 from .cache import EasyCache, EasyCacheConfig
 from .install import cache_on_model, install_on_model, uninstall_from_model
 from .pipeline import denoisers, find_pipeline, install_on_pipeline, uninstall_from_pipeline

@@ -32,10 +32,13 @@ from typing import Any, Callable, Hashable
 import torch
 
 
-def knob(default, help: str, flag: str | None = None, cli: bool = True, choices: tuple | None = None):
+def knob(default, help: str, flag: str | None = None, cli: bool = True, choices: tuple | None = None,
+         aliases: tuple[str, ...] = ()):
     """A config field with its command-line help beside it. ``easycache/cli.py`` makes the flag
-    (its name from the config's naming rule unless ``flag`` gives one; none where ``cli`` is False)."""
-    return field(default=default, metadata={"help": help, "flag": flag, "cli": cli, "choices": choices})
+    (its name from the config's naming rule unless ``flag`` gives one; none where ``cli`` is False;
+    ``aliases``: former spellings that keep working)."""
+    return field(default=default, metadata={"help": help, "flag": flag, "cli": cli, "choices": choices,
+                                            "aliases": aliases})
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from loguru import logger
 from .cache import EasyCacheConfig
 from .errors import RunFailed, UsageError
 
+ATTENTION_MODES = ("auto", "model", "sdpa")  # easycache.attention.MODES, without importing torch for --help
 EASYCACHE_FLAG = "--easycache-{}"  # EasyCache's knobs: --easycache-thresh, --easycache-warmup-steps, ...
 SVG_FLAG = "--{}"  # Sparse-VideoGen's flags, snake_case as it spells them: --num_sampled_rows, ...
 
@@ -48,7 +49,7 @@ def add_config_flags(group: Any, config_cls: type, naming: str) -> None:
             options.update(type=kind, metavar=kind.__name__.upper())
             if field.metadata.get("choices"):
                 options.update(choices=field.metadata["choices"], metavar=None)
-        group.add_argument(flag_of(field, naming), **options)
+        group.add_argument(flag_of(field, naming), *field.metadata.get("aliases", ()), **options)
 
 
 def given_fields(namespace: argparse.Namespace, config_cls: type) -> dict:
@@ -97,6 +98,12 @@ def entry_parser(prog: str, description: str, sparse: bool = False, backend: str
     add_config_flags(group, EasyCacheConfig, EASYCACHE_FLAG)
     group.add_argument("--no-easycache", action="store_true",
                        help="the baseline: every step computed, through the same code path (threshold 0)")
+    group.add_argument("--attention", choices=ATTENTION_MODES, default="auto",
+                       help="the dense attention of every computed step: model: the model's own (as its code "
+                       "ships); sdpa: torch's scaled_dot_product_attention with no mask (padded text tokens "
+                       "dropped: the same video, another kernel's rounding); auto: sdpa where it was measured "
+                       "faster than the model's own (masked SDPA, flash-attn 2 on Hopper), else model "
+                       "(default: auto)" + ("; SVG's sparse steps take --attention-sparse" if sparse else ""))
     if backend is None:
         group.add_argument("--backend", choices=BACKENDS, default=None,
                            help="tencent: HunyuanVideo's own code (a checkout); hunyuan15: HunyuanVideo-1.5's; "
@@ -153,6 +160,14 @@ def ray_options(ours: argparse.Namespace):
     return RayOptions(address=ours.ray, **{name.removeprefix("ray_"): value for name, value in given.items()})
 
 
+def attention_mode(ours: argparse.Namespace, backend: str) -> str:
+    """``--attention``, refused before loading where this environment cannot run it."""
+    from .attention.install import refuse_before_loading
+
+    refuse_before_loading(backend, ours.attention)
+    return ours.attention
+
+
 def cache_fields(ours: argparse.Namespace) -> dict:
     """The EasyCache fields the user gave, checked (one line naming the flag) before anything loads."""
     fields = given_fields(ours, EasyCacheConfig)
@@ -182,7 +197,7 @@ def main(argv: list[str] | None, parser: argparse.ArgumentParser,
         on_ray = ray_options(ours)
         options = RunOptions(cache=cache_fields(ours), enabled=not ours.no_easycache,
                              prompts=read_prompts(ours.prompt_file) if ours.prompt_file else None,
-                             seeds=ours.seeds)
+                             seeds=ours.seeds, attention=attention_mode(ours, name))
         if on_ray is None:
             run(backend, rest, options, extensions(ours))
         else:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 from loguru import logger
 
-from .api import apply_easycache, default_config
+from .api import apply_attention, apply_easycache, default_config
 from .batch import Job, check_seeds, jobs_for, pending_jobs, run_jobs, shard
 from .cache import EasyCache, EasyCacheConfig
 from .errors import UsageError
@@ -135,6 +135,7 @@ class RunOptions:
     enabled: bool = True  # False: --no-easycache, every step computed through the same code path
     prompts: list[str] | None = None  # --prompt-file
     seeds: list[int] | None = None  # --seeds
+    attention: str = "auto"  # --attention: the dense attention path (easycache.attention)
 
     @property
     def batch(self) -> bool:
@@ -181,12 +182,23 @@ def start_generation(plan: Plan) -> "Generation":
     started = time.perf_counter()
     model = plan.backend.load(plan.args)
     load_seconds = time.perf_counter() - started
-    for step in (plan.backend, *plan.extensions):
+    plan.backend.prepare(model, plan.args)
+    attention = install_attention(model, plan.options.attention)
+    for step in plan.extensions:
         step.prepare(model, plan.args)
     config, source = cache_config(model, plan.options, plan.settings)
     cache = apply_easycache(model, config)
     return Generation(plan.backend, model, plan.args, cache, plan.options, plan.extensions, load_seconds, source,
-                      plan.names)
+                      plan.names, attention)
+
+
+def install_attention(model: Any, mode: str):
+    """``--attention`` on the loaded model (after the backend's own preparation, which may parallelise
+    it; before sparse attention and the cache, which wrap it); its choice logged."""
+    choice = apply_attention(model, mode)
+    logger.info(f"attention: {choice.path} ({choice.code_base or 'this transformer'}; its own path: "
+                f"{choice.model_kernel}; {choice.reason})")
+    return choice
 
 
 def run(backend: Backend, argv: list[str], options: RunOptions, extensions: tuple = ()) -> list[Path]:
@@ -263,8 +275,10 @@ class Generation:
     """Sampling, timing and writing the videos of one run, with the cache installed."""
 
     def __init__(self, backend: Backend, model: Any, args: argparse.Namespace, cache: EasyCache,
-                 options: RunOptions, extensions: tuple, load_seconds: float, source: str, names: Names):
+                 options: RunOptions, extensions: tuple, load_seconds: float, source: str, names: Names,
+                 attention: Any = None):
         self.backend, self.model, self.args, self.cache = backend, model, args, cache
+        self.attention = attention  # the AttentionChoice installed on the model, recorded in each run JSON
         self.options, self.extensions, self.load_seconds, self.source = options, extensions, load_seconds, source
         self.names = names
         self.config = cache.config
@@ -363,6 +377,8 @@ class Generation:
 
     def extra_record(self) -> dict:
         extra = self.backend.extra_record()
+        if self.attention is not None:
+            extra["attention"] = self.attention.record()
         for step in self.extensions:
             extra.update(step.record())
         return extra

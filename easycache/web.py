@@ -31,7 +31,7 @@ from .api import apply_easycache
 from .cache import EasyCacheConfig
 from .errors import UsageError
 from .outputs import prepare_save_dir
-from .runner import Backend, RunOptions, Video, Generation, Names, cache_config
+from .runner import Backend, RunOptions, Video, Generation, Names, cache_config, install_attention
 
 GRADIO_FLOOR = "5.0.0"  # the oldest Gradio the page is checked on (HunyuanVideo's own pin)
 GRADIO_OUTPUTS = "gradio_outputs"  # where Tencent's gradio_server.py writes, unless --save-path is given
@@ -131,6 +131,7 @@ class PageSession:
         self.model = backend.load(self.args)
         self.load_seconds = time.perf_counter() - started
         backend.prepare(self.model, self.args)
+        self.attention = install_attention(self.model, options.attention)
         self.config, self.source = cache_config(self.model, dataclasses.replace(options, enabled=True), settings)
         self.cache = apply_easycache(self.model, self.config)
         self.lock = threading.Lock()  # one cache per model instance: one generation at a time
@@ -200,7 +201,7 @@ class PageSession:
             set_flow_shift(self.model, args.flow_shift)
             self.cache.config = config
             generation = Generation(self.backend, self.model, args, self.cache, options, (), self.load_seconds,
-                                     source, names)
+                                     source, names, self.attention)
             sampled = []
             try:
                 for name in variants:

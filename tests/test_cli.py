@@ -23,6 +23,7 @@ from needs import WAN_PROMPTS, needs_diffusers
 ENTRY_FLAGS = {
     "--help": "test_help_works_anywhere (test_entry_script.py)",
     "--no-easycache": "test_thresh_zero_writes_the_baseline_video and the demo's baseline",
+    "--attention": "test_attention.py (each path on every entry, recorded in the run JSON)",
     "--backend": "test_entry_script.py and this file (diffusers, demo)",
     "--hunyuan-root": "test_tencent_integration.py",
     "--prompt-file": "test_svg_entry_honours_every_flag_and_the_prompt_file",
@@ -74,6 +75,7 @@ def test_every_flag_an_entry_parses_is_a_config_field_or_an_entry_flag_with_its_
     from_configs = {cli.flag_of(f, cli.EASYCACHE_FLAG) for f in cli.cli_fields(EasyCacheConfig)}
     if entry is hyvideo_svg_easycache:
         from_configs |= {cli.flag_of(f, cli.SVG_FLAG) for f in cli.cli_fields(SVGConfig)}
+        from_configs |= {alias for f in cli.cli_fields(SVGConfig) for alias in f.metadata["aliases"]}
     entry_flags = set(ENTRY_FLAGS) - ({"--backend"} if entry is easycache_generate else set())  # fixed: hunyuan15
     flags = {f for f in option_strings(parser) if not f.startswith("--no-") or f == "--no-easycache"}
     assert flags == from_configs | entry_flags

@@ -55,9 +55,11 @@ class SVGConfig:
         ".jsonl file; videos go to --save-path",
     )
     backend: str = knob(
-        "auto", "flex: block-sparse flex_attention (torch >= 2.5, compiled on CUDA); sdpa: masked reference "
-        "(memory grows with the sequence length squared); auto: flex on CUDA", flag="--attention-backend",
-        choices=BACKENDS,
+        "auto", "the kernel of SVG's sparse steps (its dense steps take --attention): flex: block-sparse "
+        "flex_attention (torch >= 2.5, compiled on CUDA); sdpa: SDPA with SVG's mask as a dense boolean mask, "
+        "the reference (memory grows with the sequence length squared); auto: flex on CUDA "
+        "(--attention-backend is its former name)", flag="--attention-sparse", choices=BACKENDS,
+        aliases=("--attention-backend",),
     )
     seed: int = knob(0, "seeds the choice of sampled rows (a private generator: the video's noise is untouched)",
                       cli=False)

@@ -7,12 +7,13 @@ from typing import Any
 
 import torch
 
+from .. import patching
 from . import diffusers_processor, hyvideo_hooks
 from .config import SVGConfig
 from .runtime import SVGState, log_summary
 
 _ATTRIBUTE = "_easycache_svg"
-_PATCHES: dict[tuple[int, str], list] = {}  # (id(module), name) -> [module, original, users]
+OWNER = "sparse attention"
 
 
 @dataclasses.dataclass
@@ -51,7 +52,7 @@ def apply_svg(target: Any, config: SVGConfig | None = None) -> SVGState:
         cfg = model.config
         state = SVGState(config, (cfg.patch_size_t, cfg.patch_size, cfg.patch_size))
         handles, patch = diffusers_processor.install(model, state)
-    _patch(*patch)
+    patching.patch(OWNER, *patch)
     model.__dict__[_ATTRIBUTE] = _Installation(state, handles, patch)
     return state
 
@@ -69,24 +70,6 @@ def remove_svg(target: Any) -> None:
         raise RuntimeError(f"sparse attention is not installed on this {type(model).__name__}")
     for handle in installation.handles:
         handle.remove()
-    _unpatch(*installation.patch)
+    module, name, _ = installation.patch
+    patching.unpatch(OWNER, module, name)
     log_summary(installation.state)
-
-
-def _patch(module, name: str, make_dispatcher) -> None:
-    """Replace ``module.name`` by a dispatcher, once for all installed transformers."""
-    key = (id(module), name)
-    if key not in _PATCHES:
-        original = getattr(module, name)
-        _PATCHES[key] = [module, original, 0]
-        setattr(module, name, make_dispatcher(original))
-    _PATCHES[key][2] += 1
-
-
-def _unpatch(module, name: str, _make_dispatcher) -> None:
-    key = (id(module), name)
-    entry = _PATCHES[key]
-    entry[2] -= 1
-    if entry[2] == 0:
-        setattr(module, name, entry[1])
-        del _PATCHES[key]

@@ -1,0 +1,3 @@
+"""Tencent's HunyuanVideo-1.5 (filled in next)."""
+
+CODE_BASES = ()
