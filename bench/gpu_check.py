@@ -17,7 +17,10 @@ is recorded as "skipped: budget (...)"):
      then one whole transformer call;
   c. the CUDA code paths: threshold 0 bit-identical, one decision per step with CFG, flex equals
      the SDPA reference, the demo's decisions against a CPU run's;
-  d. Tencent's transformer (when HYVIDEO_ROOT names a HunyuanVideo checkout).
+  d. Tencent's transformer (when HYVIDEO_ROOT names a HunyuanVideo checkout): its own attention
+     (flash-attn 2) against ``--attention sdpa``, then computed vs reused;
+  e. every computed step at the GPU's speed: diffusers' transformer at 544p with a padded prompt,
+     its own (masked) attention against ``--attention sdpa``, the outputs' relative difference.
 
 A check never stops the run: a failure is recorded ("failed: reason", with its traceback) and the
 next check runs. The exit status is 1 if any check failed, else 0. What the lent GPU machine needs
@@ -60,7 +63,7 @@ class Step:
 
 
 def _plan() -> tuple[Step, ...]:
-    from bench.gpu import cuda_paths, rule_cost, svg, tencent
+    from bench.gpu import attention_paths, cuda_paths, rule_cost, svg, tencent
 
     return (
         Step("a", "544p", "reused vs computed call, 544x960x129", lambda c, e, w: rule_cost.run(c, e, w, "544p")),
@@ -71,10 +74,13 @@ def _plan() -> tuple[Step, ...]:
         Step("c", "cfg_decisions", "one decision per step with CFG", cuda_paths.run_cfg_decisions, cuda_paths.estimate),
         Step("c", "flex_vs_sdpa", "flex equals the SDPA reference", cuda_paths.run_flex_vs_sdpa, cuda_paths.estimate),
         Step("c", "demo", "demo decisions vs a CPU run", cuda_paths.run_demo, cuda_paths.estimate),
+        Step("e", "diffusers_544p", "diffusers' transformer at 544p, the model's own attention vs --attention sdpa",
+             attention_paths.run_diffusers, attention_paths.estimate),
         Step("b", "transformer", "one transformer call at 720x1280x129, SVG vs dense", svg.run_transformer,
              svg.estimate_transformer),
         Step("a", "720p", "reused vs computed call, 720x1280x129", lambda c, e, w: rule_cost.run(c, e, w, "720p")),
-        Step("d", "tencent_544p", "Tencent's transformer, reused vs computed call", tencent.run, tencent.estimate),
+        Step("d", "tencent_544p", "Tencent's transformer: its own attention vs --attention sdpa, reused vs computed call",
+             tencent.run, tencent.estimate),
     )
 
 

@@ -48,10 +48,10 @@ def test_tiny_run_holds_every_part(tiny_run):
     assert code == 0
     meta = data["meta"]
     assert meta["tiny"] and meta["finished"] and meta["torch"] and "cuda" in meta and meta["gpu"]
-    assert set(data["parts"]) == {"a", "b", "c", "d"}
+    assert set(data["parts"]) == {"a", "b", "c", "d", "e"}
     assert set(checks(data)) == {"a.544p", "a.720p", "b.attention", "b.transformer", "c.threshold0",
-                                 "c.cfg_decisions", "c.flex_vs_sdpa", "c.demo", "d.tencent_544p"}
-    for letter in "abc":
+                                 "c.cfg_decisions", "c.flex_vs_sdpa", "c.demo", "d.tencent_544p", "e.diffusers_544p"}
+    for letter in "abce":
         assert data["parts"][letter]["status"] == "ok"
     for name, check in checks(data).items():
         assert positive(check["wall_seconds"]) or check["status"].startswith("skipped"), name
@@ -88,7 +88,19 @@ def test_numbers_are_finite_and_positive(tiny_run):
         t = c["b.transformer"][f"sparsity_{sparsity}"]
         assert positive(t["sparse"]["median_seconds"]) and positive(t["sparse_over_dense"])
         assert t["svg_summary"]["sparse_calls"] == t["svg_summary"]["attention_calls"] > 0
+        for dense in ("sdpa", "flash", "masked"):
+            assert positive(s["with_profile_over_each_dense"][dense]), (sparsity, dense)
+        assert positive(t["sparse_over_dense_sdpa"])
+    assert set(attention["dense_paths"]) == {"sdpa", "flash", "masked"}
+    assert attention["fastest_dense"] in attention["dense_paths"]
     assert positive(c["b.transformer"]["dense"]["median_seconds"])
+    assert positive(c["b.transformer"]["dense_sdpa"]["median_seconds"])
+    assert c["b.transformer"]["dense_sdpa"]["relative_difference"] < 1e-4  # float32: the same output to rounding
+    e = c["e.diffusers_544p"]
+    assert e["real_text_tokens"] < e["text_tokens"]  # a padded prompt: the sdpa path cuts something
+    assert e["model"]["path"].startswith("model") and e["sdpa"]["path"].startswith("sdpa")
+    assert positive(e["sdpa"]["median_seconds"]) and positive(e["sdpa"]["over_baseline"])
+    assert e["sdpa"]["relative_difference"] < 1e-4
     assert c["c.flex_vs_sdpa"]["max_abs_difference"] <= c["c.flex_vs_sdpa"]["tolerance"]
     assert c["c.demo"]["decisions"] == c["c.demo"]["decisions_cpu"] and c["c.demo"]["differing_steps"] == []
 
@@ -114,11 +126,11 @@ def test_zero_budget_skips_every_check_and_the_command_runs_as_documented(tmp_pa
     assert run.returncode == 0, run.stderr
     data, md = read(tmp_path)
     statuses = {name: c["status"] for name, c in checks(data).items()}
-    assert len(statuses) == 9
+    assert len(statuses) == 10
     tencent = statuses.pop("d.tencent_544p")  # a missing checkout is said before the budget
     assert tencent.startswith("skipped: budget" if HYVIDEO_SET else "skipped: set HYVIDEO_ROOT")
     assert all(s.startswith("skipped: budget") for s in statuses.values()), statuses
-    assert all(data["parts"][p]["status"].startswith("skipped: budget") for p in "abc")
+    assert all(data["parts"][p]["status"].startswith("skipped: budget") for p in "abce")
     assert "skipped: budget" in md
 
 

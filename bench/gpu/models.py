@@ -88,18 +88,22 @@ def parameter_bytes(model: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def transformer_inputs(config: dict, size: Size, device, dtype, seed: int) -> dict:
-    """One call's inputs besides the latent and the timestep: text states (all tokens valid), the
-    pooled CLIP vector, embedded guidance; and ``latent``, the first noisy latent."""
+def transformer_inputs(config: dict, size: Size, device, dtype, seed: int, real_text_tokens: int | None = None) -> dict:
+    """One call's inputs besides the latent and the timestep: text states (all tokens valid, or the
+    first ``real_text_tokens`` and padding after them, as a tokenizer pads), the pooled CLIP vector,
+    embedded guidance; and ``latent``, the first noisy latent."""
     generator = torch.Generator(device).manual_seed(seed)
 
     def randn(*shape):
         return torch.randn(shape, generator=generator, device=device, dtype=dtype)
 
+    mask = torch.ones(1, size.text_tokens, device=device, dtype=dtype)
+    if real_text_tokens is not None:
+        mask[:, real_text_tokens:] = 0
     return {
         "latent": randn(1, config["in_channels"], *size.latent),
         "encoder_hidden_states": randn(1, size.text_tokens, config["text_embed_dim"]),
-        "encoder_attention_mask": torch.ones(1, size.text_tokens, device=device, dtype=dtype),
+        "encoder_attention_mask": mask,
         "pooled_projections": randn(1, config["pooled_projection_dim"]),
         "guidance": torch.full((1,), GUIDANCE * 1000.0, device=device, dtype=dtype),
     }

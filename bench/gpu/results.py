@@ -21,6 +21,7 @@ PART_TITLES = {
     "b": "Sparse video attention (SVG) at HunyuanVideo's 720p sequence",
     "c": "The CUDA code paths",
     "d": "Tencent's transformer",
+    "e": "Every computed step at the GPU's speed (--attention)",
 }
 
 
