@@ -34,10 +34,16 @@ H200 = "one H200, bench/results/gpu/attention-and-vae.json"
 
 
 def on_cuda(model: torch.nn.Module) -> torch.device | None:
-    """The model's CUDA device, or None when its weights are not on one."""
+    """The CUDA device the model computes on, or None: its weights' device, or with CPU offloading
+    (accelerate's or diffusers' hooks move each block to the GPU as it runs; HunyuanVideo's README
+    runs with ``--use-cpu-offload``) the current CUDA device."""
     parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else None
-    return device if device is not None and device.type == "cuda" else None
+    if parameter is not None and parameter.device.type == "cuda":
+        return parameter.device
+    offloaded = any(hasattr(m, "_hf_hook") or hasattr(m, "_diffusers_hook") for m in model.modules())
+    if offloaded and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return None
 
 
 def has_module(name: str) -> bool:
