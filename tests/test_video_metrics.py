@@ -75,6 +75,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 def run_json(capsys, tmp_path: Path, original: Path, generated: Path, *extra: str) -> tuple[str, dict]:
     out_json = tmp_path / "out" / "metrics.json"
+    out_json.unlink(missing_ok=True)  # each call's own report (an existing --json is refused)
     code, out, err = run_cli(
         capsys, "--original_video", original, "--generated_video", generated, "--json", out_json, *extra
     )
@@ -506,3 +507,61 @@ def test_help_states_both_psnr_definitions(capsys):
     for fragment in ("one MSE over the whole video", "EasyCache's protocol", "averaged over frames",
                      "cache-dit / Sparse-VideoGen"):
         assert fragment in text
+
+
+# ---------------------------------------------------------------- --json never destroys a file
+
+
+def test_json_never_overwrites_an_input_video(tmp_path, capsys):
+    """``--json`` naming one of the videos compared: refused before anything is computed, with or
+    without --overwrite; the video is byte-identical afterwards."""
+    a = write_video(tmp_path / "a.mp4", gray_video())
+    b = write_video(tmp_path / "b.mp4", add_noise(gray_video(), [8] * T))
+    before = b.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        assert_user_error(capsys, ["--original_video", a, "--generated_video", b, "--json", b, *extra],
+                          "--json", "one of the input videos", "another --json path")
+        assert_user_error(capsys, ["--original_video", a, "--generated_video", b, "--json",
+                                   tmp_path / "." / "a.mp4", *extra], "one of the input videos")
+    assert b.read_bytes() == before
+
+
+def test_json_never_overwrites_a_video_of_the_directories_compared(tmp_path, capsys):
+    orig, gen = tmp_path / "orig", tmp_path / "gen"
+    orig.mkdir(), gen.mkdir()
+    write_video(orig / "x.mp4", gray_video())
+    write_video(gen / "x.mp4", gray_video())
+    before = (gen / "x.mp4").read_bytes()
+    assert_user_error(capsys, ["--original_video", orig, "--generated_video", gen, "--json", gen / "x.mp4",
+                               "--overwrite"], "one of the input videos")
+    assert (gen / "x.mp4").read_bytes() == before
+
+
+def test_json_refuses_an_existing_file_unless_overwrite(tmp_path, capsys):
+    a = write_video(tmp_path / "a.mp4", gray_video())
+    report = tmp_path / "report.json"
+    report.write_text("my earlier report\n")
+    assert_user_error(capsys, ["--original_video", a, "--generated_video", a, "--json", report],
+                      "--json", "already exists", "--overwrite")
+    assert report.read_text() == "my earlier report\n"
+    assert_user_error(capsys, ["--original_video", a, "--generated_video", a, "--json", tmp_path], "folder")
+    code, _, err = run_cli(capsys, "--original_video", a, "--generated_video", a, "--json", report, "--overwrite")
+    assert code == 0, err
+    assert json.loads(report.read_text())["psnr"] == "inf"
+    assert not list(tmp_path.glob("*partial*")), "written whole: no partial file left"
+
+
+def test_json_is_written_whole_or_not_at_all(tmp_path, capsys, monkeypatch):
+    a = write_video(tmp_path / "a.mp4", gray_video())
+    report = tmp_path / "report.json"
+    report.write_text("my earlier report\n")
+
+    def interrupted(self, data, *args, **kwargs):  # Ctrl-C halfway through writing the report
+        with open(self, "w") as stream:
+            stream.write(data[: len(data) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", interrupted)
+    code, _, err = run_cli(capsys, "--original_video", a, "--generated_video", a, "--json", report, "--overwrite")
+    assert code == 130 and err.strip() == "error: interrupted"
+    assert report.read_text() == "my earlier report\n" and not list(tmp_path.glob("*partial*"))

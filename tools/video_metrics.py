@@ -45,6 +45,7 @@ from easycache.metrics import (
     metrics_to_json,
     short_reason,
 )
+from easycache.outputs import written_whole
 
 PSNR_LEGEND = (
     "PSNR: whole-video MSE (EasyCache's protocol); "
@@ -114,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", default=None, help="torch device: cuda, cuda:1, cpu, ... (default: cuda if available)")
     add("--resize", action="store_true",
         help="resize generated frames to the original's size when they differ (area when shrinking, else bilinear)")
-    add("--json", metavar="PATH", help="also write every metric, per-frame values and the frame size here")
+    add("--json", metavar="PATH",
+        help="also write every metric, per-frame values and the frame size here (a new file; never one of the "
+        "input videos)")
+    add("--overwrite", action="store_true", help="let --json replace a file already at PATH")
     add("--chunk_size", type=int, default=8, help="frames decoded and compared at a time (default: 8)")
     return parser
 
@@ -150,6 +154,25 @@ def _lpips_setup(args: argparse.Namespace, device: torch.device) -> tuple[LpipsF
         return None, f"LPIPS: unavailable ({LPIPS_HINT}) - {exc}"
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
+def _check_json_path(out: Path, inputs: list[Path], overwrite: bool) -> None:
+    """Refuse, before anything is computed, a --json path that would destroy a file: one of the
+    input videos (always), a folder, or any existing file unless --overwrite."""
+    for video in inputs:
+        if _same_file(out, video) or out.resolve() == video.resolve():
+            raise MetricsError(f"--json {out} is one of the input videos ({video}); pass another --json path")
+    if out.is_dir():
+        raise MetricsError(f"--json {out} is a folder; pass a file path, e.g. {out / 'metrics.json'}")
+    if out.exists() and not overwrite:
+        raise MetricsError(f"--json {out} already exists; pass --overwrite to replace it, or another --json path")
+
+
 def run(args: argparse.Namespace) -> str:
     """Compute the metrics the arguments ask for; returns the text to print."""
     original, generated = Path(args.original_video), Path(args.generated_video)
@@ -159,8 +182,11 @@ def run(args: argparse.Namespace) -> str:
         raise MetricsError("give two video files or two directories, not one of each")
     if args.chunk_size < 1:
         raise MetricsError("--chunk_size must be at least 1")
-    device = resolve_device(args.device)
     pairs = find_pairs(original, generated) if original.is_dir() else None
+    if args.json:
+        inputs = [original, generated] if pairs is None else [d / name for d in (original, generated) for name in pairs]
+        _check_json_path(Path(args.json), inputs, args.overwrite)
+    device = resolve_device(args.device)
 
     lpips_fn, lpips_line = _lpips_setup(args, device)
     lpips_status = "ok" if lpips_line is None else lpips_line.removeprefix("LPIPS: ")
@@ -192,7 +218,8 @@ def run(args: argparse.Namespace) -> str:
         try:
             out = Path(args.json)
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(report, indent=2) + "\n")
+            with written_whole(out) as tmp:  # whole or not at all: never a half-written report
+                tmp.write_text(json.dumps(report, indent=2) + "\n")
         except OSError as exc:
             raise MetricsError(f"cannot write --json file {args.json}: {short_reason(exc)}") from exc
     return text
