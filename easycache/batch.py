@@ -45,7 +45,8 @@ class Job:
 
 
 def read_prompts(path: str | os.PathLike) -> list[str]:
-    """One prompt per line; blank lines and lines starting with ``#`` are skipped."""
+    """One prompt per line; blank lines and lines starting with ``#`` (comments) are skipped, the
+    comments counted in one log line, so a prompt that begins with ``#`` is never dropped unsaid."""
     try:
         data = Path(path).read_bytes()
     except OSError as error:
@@ -55,9 +56,15 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise UsageError(f"--prompt-file {path}: line {line} is not UTF-8 text; save the file as UTF-8") from None
-    prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    prompts = [line for line in lines if not line.startswith("#")]
+    comments = len(lines) - len(prompts)
     if not prompts:
-        raise UsageError(f"--prompt-file {path} has no prompts; write one prompt per line")
+        raise UsageError(f"--prompt-file {path} has no prompts" + (f" (its {comments} lines all start with #, "
+                         "which marks a comment)" if comments else "") + "; write one prompt per line")
+    if comments:
+        logger.info(f"--prompt-file {path}: {len(prompts)} prompts; skipped {comments} comment "
+                    f"line{'s' if comments > 1 else ''} starting with #")
     return prompts
 
 

@@ -113,7 +113,8 @@ def entry_parser(prog: str, description: str, sparse: bool = False, backend: str
         parser.set_defaults(backend=backend)
     group.add_argument("--hunyuan-root", default=None, help=f"{checkout} checkout (default: the current directory)")
     many = parser.add_argument_group("many videos (resumable; torchrun ranks or Ray workers share the work)")
-    many.add_argument("--prompt-file", default=None, help="one prompt per line; every prompt x seed is one video")
+    many.add_argument("--prompt-file", default=None, help="one prompt per line; every prompt x seed is one video. Blank lines and lines starting "
+                      "with # (comments) are skipped, their count logged")
     many.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds for every prompt (default: --seed)")
     many.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                       help="make the videos on a Ray cluster, one worker per GPU: ADDRESS is HOST:PORT, "

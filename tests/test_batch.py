@@ -94,6 +94,31 @@ def test_prompt_file(tmp_path):
         read_prompts(tmp_path / "missing.txt")
 
 
+def test_comment_lines_are_said_in_the_log_and_in_help(tmp_path):
+    """A line starting with # is a comment: skipped, but never silently (one log line counts them,
+    --prompt-file's help says so); a file of comments only says why it has no prompts."""
+    from loguru import logger
+
+    path = tmp_path / "prompts.txt"
+    path.write_text("# VBench subset\na cat walks\n  #hashtag dance\na dog runs\n\n")
+    messages = []
+    sink = logger.add(lambda message: messages.append(str(message)), level="INFO")
+    try:
+        assert read_prompts(path) == ["a cat walks", "a dog runs"]
+        (tmp_path / "plain.txt").write_text("a cat walks\n")
+        assert read_prompts(tmp_path / "plain.txt") == ["a cat walks"]
+    finally:
+        logger.remove(sink)
+    said = [m for m in messages if "comment" in m]
+    assert len(said) == 1 and "skipped 2 comment lines starting with #" in said[0] and str(path) in said[0]
+    (tmp_path / "comments.txt").write_text("# a cat walks\n# a dog runs\n")
+    with pytest.raises(UsageError, match="no prompts .*2 lines all start with #"):
+        read_prompts(tmp_path / "comments.txt")
+    from easycache.cli import entry_parser
+
+    help_text = " ".join(entry_parser("x", "y").format_help().split())
+    assert "lines starting with # (comments) are skipped" in help_text
+
 def test_summary_marks_unfinished_jobs(tmp_path):
     jobs = make_jobs(["a", "b"], [0])
     fake_generate(jobs[0], tmp_path / jobs[0].video_name())
