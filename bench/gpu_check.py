@@ -8,7 +8,9 @@ and the tiny models of ``easycache.testing`` are this checkout's, installed or n
     python bench/gpu_check.py --tiny --out /tmp/gpu-check  # CPU smoke run, seconds
 
 It writes ``<gpu-name-slug>.json`` and ``.md`` into ``--out`` (default ``bench/results/gpu``),
-both rewritten after every result, so a run killed at its time limit keeps what it measured. The
+both rewritten after every result, so a run killed at its time limit keeps what it measured; where
+files of that name are there already (an earlier run's), it writes ``<gpu-name-slug>-2.json`` and
+``.md`` (``-3``, ...) instead and never replaces them. The
 parts, in order of importance (checks run in the order of ``PLAN``; what no longer fits the budget
 is recorded as "skipped: budget (...)"):
 
@@ -23,7 +25,10 @@ is recorded as "skipped: budget (...)"):
      its own (masked) attention against ``--attention sdpa``, the outputs' relative difference.
 
 A check never stops the run: a failure is recorded ("failed: reason", with its traceback) and the
-next check runs. The exit status is 1 if any check failed, else 0. What the lent GPU machine needs
+next check runs. The exit status is 1 if any check failed, else 0; a bad flag (an ``--only`` name
+that is no part or check, a budget that is not a number of seconds above 0, an ``--out`` that is
+not a folder, a device that is not there) is one ``error:`` line and exit 2, before anything is
+built or written. What the lent GPU machine needs
 besides the repository (diffusers and loguru as wheels): bench/gpu/README.md.
 """
 
@@ -33,6 +38,8 @@ import argparse
 import dataclasses
 import datetime
 import importlib.util
+import math
+import os
 import platform
 import sys
 import time
@@ -87,9 +94,20 @@ def _plan() -> tuple[Step, ...]:
 PLAN: tuple[Step, ...] | None = None  # None: ``_plan()``; tests put their own here
 
 
+class Refusal(Exception):
+    """A user's mistake, known before anything runs: printed as one ``error:`` line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's usage and error lines become one line
+        raise Refusal(f"{message} (see --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for <gpu>.json and <gpu>.md")
+    parser = _Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="folder for <gpu>.json and <gpu>.md (made if missing; files already there are kept: "
+                             "the run then writes <gpu>-2.json and .md)")
     parser.add_argument("--budget-seconds", type=float, default=DEFAULT_BUDGET,
                         help="wall-clock seconds for the whole run; checks that no longer fit are skipped")
     parser.add_argument("--tiny", action="store_true", help="toy shapes: every code path in seconds (CPU is fine)")
@@ -106,29 +124,32 @@ def missing_packages() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except Refusal as refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     started = time.perf_counter()  # the budget counts the imports too: a device's time limit does
     args = build_parser().parse_args(argv)
+    check_budget(args.budget_seconds)
+    check_out(args.out)
+    only = only_names(args.only)
     missing = missing_packages()
     if missing:
-        print(f"gpu_check: {' and '.join(missing)} not installed: carry the wheels, see bench/gpu/README.md",
-              file=sys.stderr)
-        return 2
+        raise Refusal(f"{' and '.join(missing)} not installed: carry the wheels, see bench/gpu/README.md")
     from easycache.versions import shortfall  # reads package metadata, imports no diffusers
 
     too_old = shortfall("gpu_check (HunyuanVideo and its attention dispatcher)", "diffusers", DIFFUSERS_NEEDED)
     if too_old:
-        print(f"{too_old}; carry a newer wheel, see bench/gpu/README.md", file=sys.stderr)
-        return 2
+        raise Refusal(f"{too_old}; carry a newer wheel, see bench/gpu/README.md")
     import torch
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("gpu_check: --device cuda but this torch sees no CUDA device", file=sys.stderr)
-        return 2
-    if device.type != "cuda" and not args.tiny:
-        print("gpu_check: no CUDA device: the real-size check needs a GPU (--tiny runs toy shapes on a CPU)",
-              file=sys.stderr)
-        return 2
+    device = chosen_device(args.device, args.tiny)
+    plan = PLAN if PLAN is not None else _plan()
+    wanted = check_only(only, plan)
 
     from bench.gpu.context import Budget, Context
     from bench.gpu.results import Results, slug
@@ -137,10 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(device=device, tiny=args.tiny, budget=budget, dtype_name=args.dtype)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()})"
     name = slug(gpu) + ("-tiny" if args.tiny else "")
-    results = Results(args.out, name, _meta(args, device, gpu))
-    ctx.say(f"{gpu}: writing {results.json_path} and {results.md_path.name}; budget {budget.seconds:.0f} s")
-    plan = PLAN if PLAN is not None else _plan()
-    wanted = set(args.only.split(",")) if args.only else None
+    try:
+        results = Results(args.out, name, _meta(args, device, gpu))
+    except OSError as error:  # the folder could not be made or written after all (a full disk, a race)
+        raise Refusal(f"--out {args.out}: cannot write there ({error.strerror or error}); pass a folder you "
+                      "can write") from None
+    kept = f" ({name}.json is there already, kept)" if results.json_path.name != f"{name}.json" else ""
+    ctx.say(f"{gpu}: writing {results.json_path} and {results.md_path.name}{kept}; budget {budget.seconds:.0f} s")
     threads = torch.get_num_threads()
     if args.tiny and device.type == "cpu":
         torch.set_num_threads(1)  # toy shapes gain nothing from threads; a busy CPU makes threads wait on each other
@@ -156,6 +180,76 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def check_budget(seconds: float) -> None:
+    """A number of seconds above 0: below it every check is skipped; NaN would turn the budget off."""
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise Refusal(f"--budget-seconds {seconds:g}: pass the seconds the whole run may take, a number above 0 "
+                      f"(default {DEFAULT_BUDGET:g})")
+
+
+def check_out(out: Path) -> None:
+    """A folder, or a path where one can be made, that this user can write."""
+    if out.exists() and not out.is_dir():
+        raise Refusal(f"--out {out} is a file; pass a folder (it is made if missing)")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise Refusal(f"--out {out}: {existing} is a file; pass a folder (it is made if missing)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise Refusal(f"--out {out}: cannot write in {existing}; pass a folder you can write")
+
+
+def only_names(only: str | None) -> list[str] | None:
+    """``--only``'s names (None: every check); an empty name (``a,,c``) is refused."""
+    if only is None:
+        return None
+    names = [name.strip() for name in only.split(",")]
+    if not all(names):
+        raise Refusal(f"--only {only!r}: an empty name; pass comma-separated part letters or part.check names, "
+                      "e.g. 'a,c' or 'b.transformer'")
+    return names
+
+
+def check_only(names: list[str] | None, plan) -> set[str] | None:
+    """Every ``--only`` name a part letter or ``part.check`` of ``plan``: a typo would run nothing,
+    exit 0 and write an empty report."""
+    if names is None:
+        return None
+    valid = sorted({step.part for step in plan}) + [f"{step.part}.{step.name}" for step in plan]
+    unknown = [name for name in names if name not in valid]
+    if unknown:
+        raise Refusal(f"--only {','.join(unknown)}: no such part or check; pass part letters or part.check names, "
+                      f"comma-separated: {', '.join(valid)}")
+    return set(names)
+
+
+def chosen_device(name: str | None, tiny: bool):
+    """``--device`` (default: cuda where there is one) as a torch device that is there."""
+    import torch
+
+    if name is None:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            device = torch.device(name)
+        except (RuntimeError, ValueError):
+            device = None
+        if device is None or device.type not in ("cuda", "cpu"):
+            raise Refusal(f"--device {name}: pass cuda, cuda:N or cpu (cpu runs --tiny only)")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise Refusal(f"--device {name or 'cuda'}: this torch sees no CUDA device")
+        if device.index is not None and device.index >= count:
+            raise Refusal(f"--device {name}: this machine has {count} CUDA device{'s' if count > 1 else ''} "
+                          f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
+    elif not tiny:
+        what = f"--device {name}" if name else "no CUDA device"
+        raise Refusal(f"{what}: the real-size check needs a GPU (--tiny runs toy shapes on a CPU)")
+    return device
+
+
 def _run(plan, wanted, ctx, results) -> None:
     """Each wanted check in order: its budget, its run; its status and wall seconds recorded."""
     import torch
@@ -165,7 +259,7 @@ def _run(plan, wanted, ctx, results) -> None:
     budget, device = ctx.budget, ctx.device
     with torch.no_grad():
         for step in plan:
-            if wanted and step.part not in wanted and f"{step.part}.{step.name}" not in wanted:
+            if wanted is not None and step.part not in wanted and f"{step.part}.{step.name}" not in wanted:
                 continue
             label = f"{step.part}.{step.name}"
             entry = results.start(step.part, step.name, step.title)

@@ -117,11 +117,12 @@ def test_the_timed_reused_calls_were_reused(tiny_run):
 
 
 @HUNYUAN
-def test_zero_budget_skips_every_check_and_the_command_runs_as_documented(tmp_path):
+def test_a_spent_budget_skips_every_check_and_the_command_runs_as_documented(tmp_path):
     """As the README says to run it: a subprocess, ``python bench/gpu_check.py``, no PYTHONPATH, from
-    another folder than the repository's (the script finds its checkout itself)."""
+    another folder than the repository's (the script finds its checkout itself). A budget of 1 ms is
+    spent by the imports (0 itself is refused: it would run nothing)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--tiny", "--budget-seconds", "0",
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--tiny", "--budget-seconds", "0.001",
                           "--out", str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=300)
     assert run.returncode == 0, run.stderr
     data, md = read(tmp_path)
@@ -196,3 +197,100 @@ def test_bf16_as_on_a_gpu(tmp_path):
     tencent = statuses.pop("d.tencent_544p")
     assert tencent == "ok" if HYVIDEO_SET else tencent.startswith("skipped: set HYVIDEO_ROOT")
     assert set(statuses.values()) == {"ok"} and len(statuses) == 4, statuses
+
+
+# ---------------------------------------------------------------------------- refused before anything runs
+def snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else "dir" for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture()
+def nothing_runs(monkeypatch):
+    monkeypatch.setattr(gpu_check, "_run", lambda *a: pytest.fail("a check ran"))
+
+
+def refused(capsys, argv: list[str]) -> str:
+    code = gpu_check.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--budget-seconds", "-5"], "--budget-seconds -5: pass the seconds the whole run may take, a number above 0"),
+    (["--budget-seconds", "nan"], "--budget-seconds nan: pass the seconds"),
+    (["--budget-seconds", "inf"], "--budget-seconds inf: pass the seconds"),
+    (["--budget-seconds", "0"], "--budget-seconds 0: pass the seconds"),
+    (["--budget-seconds", "ten"], "--budget-seconds: invalid float value: 'ten'"),
+    (["--out", "{tmp}/afile"], "--out {tmp}/afile is a file; pass a folder"),
+    (["--out", "{tmp}/afile/deeper"], "--out {tmp}/afile/deeper: {tmp}/afile is a file; pass a folder"),
+    (["--only", "a,,c"], "--only 'a,,c': an empty name"),
+])
+def test_a_bad_flag_is_one_line_before_anything(tmp_path, capsys, nothing_runs, flags, says):
+    """Refused before the package checks, torch or anything written."""
+    (tmp_path / "afile").write_bytes(b"a report someone keeps\n")
+    before = snapshot(tmp_path)
+    flags = [f.replace("{tmp}", str(tmp_path)) for f in flags]
+    err = refused(capsys, ["--tiny", "--out", str(tmp_path / "out"), *flags])
+    assert says.replace("{tmp}", str(tmp_path)) in err
+    assert snapshot(tmp_path) == before
+
+
+@HUNYUAN
+@pytest.mark.parametrize("flags, says", [
+    (["--only", "b.transfomer"], "--only b.transfomer: no such part or check; pass part letters or part.check names, "
+                                 "comma-separated: a, b, c, d, e, a.544p, b.attention,"),
+    (["--only", "a,f"], "--only f: no such part or check"),
+    (["--device", "banana"], "--device banana: pass cuda, cuda:N or cpu (cpu runs --tiny only)"),
+    (["--device", "mps"], "--device mps: pass cuda, cuda:N or cpu"),
+    (["--device", "cuda:7"], "--device cuda:7: this "),
+])
+def test_a_bad_check_name_or_device_is_one_line_before_anything(tmp_path, capsys, nothing_runs, flags, says):
+    """A typo in --only would run nothing, exit 0 and replace the report in --out."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.json").write_bytes(b"{}\n")
+    before = snapshot(tmp_path)
+    assert says in refused(capsys, ["--tiny", "--out", str(out), *flags])
+    assert snapshot(tmp_path) == before
+
+
+def test_the_real_size_check_on_a_cpu_is_refused(tmp_path, capsys, nothing_runs, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    if gpu_check.missing_packages():
+        pytest.skip("the package check comes first")
+    err = refused(capsys, ["--device", "cpu", "--out", str(tmp_path)])
+    assert "--device cpu: the real-size check needs a GPU (--tiny runs toy shapes on a CPU)" in err
+
+
+@HUNYUAN
+def test_an_earlier_report_is_never_replaced(tmp_path, monkeypatch, capsys):
+    """The default --out holds committed results: a second run writes <gpu>-2.*, a third <gpu>-3.*."""
+    import platform
+
+    from bench.gpu.results import slug
+
+    def quick(ctx, entry, write):
+        write(entry, number=1.0)
+
+    monkeypatch.setattr(gpu_check, "PLAN", (gpu_check.Step("c", "quick", "a quick check", quick),))
+    name = slug(f"CPU ({platform.machine()})") + "-tiny"
+    (tmp_path / f"{name}.json").write_bytes(b'{"the": "first run"}\n')
+    (tmp_path / f"{name}.md").write_bytes(b"# the first run\n")
+    (tmp_path / f"{name}-3.md").write_bytes(b"# a renamed report\n")
+    before = snapshot(tmp_path)
+    assert gpu_check.main(["--tiny", "--out", str(tmp_path)]) == 0
+    assert gpu_check.main(["--tiny", "--out", str(tmp_path), "--only", "c"]) == 0
+    said = capsys.readouterr().out
+    assert f"{name}-2.json" in said and f"({name}.json is there already, kept)" in said
+    after = snapshot(tmp_path)
+    assert {k: v for k, v in after.items() if k in before} == before, "every earlier file byte-identical"
+    assert sorted(set(after) - set(before)) == [f"{name}-2.json", f"{name}-2.md", f"{name}-4.json", f"{name}-4.md"]
+    for stem in (f"{name}-2", f"{name}-4"):
+        data = json.loads((tmp_path / f"{stem}.json").read_text())
+        assert data["parts"]["c"]["checks"]["quick"]["status"] == "ok" and data["meta"]["finished"]
+        assert f"`{stem}.json`" in (tmp_path / f"{stem}.md").read_text()
+    assert not list(tmp_path.glob("*.tmp"))

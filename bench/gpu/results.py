@@ -1,6 +1,8 @@
 """The check's two files, ``<gpu-slug>.json`` and ``<gpu-slug>.md``, rewritten whole after every
 result: a run killed at its time limit leaves everything measured so far (a check it was in the
-middle of reads ``status: running``).
+middle of reads ``status: running``). A run never replaces another's files: where either name is
+taken, it writes ``<gpu-slug>-2.json`` and ``.md`` (``-3``, ...), the JSON's name taken atomically,
+so two runs into one folder at once get two pairs.
 
 JSON: ``meta`` (GPU, versions, budget, wall seconds) and ``parts`` -> part letter -> ``status``
 and ``checks`` -> check name -> ``status`` ("ok", "failed: reason", "skipped: reason", or
@@ -58,11 +60,11 @@ class Results:
 
     def __init__(self, out_dir: Path, name: str, meta: dict):
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.json_path = out_dir / f"{name}.json"
-        self.md_path = out_dir / f"{name}.md"
+        self.json_path, self.md_path = free_names(out_dir, name)
         self.meta = meta
         self.parts: dict = {}
         self.started = time.perf_counter()
+        self.write()  # the reserved names hold this run's meta from the start
 
     def start(self, part: str, check: str, title: str) -> dict:
         """A new check entry (status "running"), written at once; returns it for ``update``."""
@@ -117,6 +119,22 @@ class Results:
         lines += ["", ("Ratios are ours / baseline measured side by side in this run (below 1: faster); "
                        "times are medians of repeats after a warm-up, CUDA events around each call."), ""]
         return "\n".join(lines)
+
+
+def free_names(out_dir: Path, name: str) -> tuple[Path, Path]:
+    """``<name>.json`` and ``.md`` in ``out_dir``, or ``<name>-2``, ``-3``, ... where an earlier run's
+    file has the name; the JSON is created empty here (exclusively) so no other run takes it."""
+    for number in range(1, 10_000):
+        stem = name if number == 1 else f"{name}-{number}"
+        json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+        if md_path.exists():
+            continue
+        try:
+            os.close(os.open(json_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue
+        return json_path, md_path
+    raise FileExistsError(f"{out_dir} holds {name}.json to {name}-9999.json; clear it or pass another --out")
 
 
 def _replace(path: Path, text: str) -> None:
