@@ -50,6 +50,11 @@ def _dispatcher(original: Callable, unmasked: Callable) -> Callable:
 
 
 def _all_true_mask(original: Callable) -> Callable:
+    if hasattr(original, "__wrapped__"):
+        # Another room's dispatcher lies beneath (sparse attention, patched first for some model in this
+        # process): it gets the call, the mask (all-True here) dropped, so a model it is installed on
+        # keeps it; for the others it hands the call on to diffusers' own, unmasked.
+        return _dispatcher(original, lambda q, k, v, _mask: original(q, k, v, None))
     return _dispatcher(original, lambda q, k, v, _mask: sdpa(q, k, v))
 
 

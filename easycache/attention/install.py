@@ -23,6 +23,7 @@ from .padding import sdpa_forward
 MODES = ("auto", "model", "sdpa")
 OWNER = "--attention sdpa"
 _ATTRIBUTE = "_easycache_attention"
+_SPARSE = "_easycache_svg"  # sparse/install.py's _ATTRIBUTE (not imported: sparse/ imports diffusers)
 CODE_BASES: tuple[CodeBase, ...] = (*tencent.CODE_BASES, *hunyuan15.CODE_BASES, *diffusers.CODE_BASES)
 
 
@@ -95,6 +96,10 @@ def apply_attention(target: Any, mode: str = "auto") -> AttentionChoice:
         raise RuntimeError(f"--attention is already installed on this {type(model).__name__}; remove_attention first")
     choice, code_base = choose(model, mode)
     installation = _Installation(choice, code_base)
+    if choice.path == "sdpa" and _SPARSE in model.__dict__:
+        # its dispatcher would sit outside sparse attention's and answer this model's calls itself: SVG off
+        raise RuntimeError(f"sparse attention is installed on this {type(model).__name__}: install --attention "
+                           "first (remove_svg, apply_attention, apply_svg)")
     if choice.path == "sdpa":
         patching.patch(OWNER, code_base.module(model), code_base.function, code_base.replacement)
         installation.forward_before = model.__dict__.get("forward")

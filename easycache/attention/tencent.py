@@ -28,8 +28,13 @@ def _module(model: torch.nn.Module):
 
 
 def _replacement(original: Callable) -> Callable:
+    nested = hasattr(original, "__wrapped__")  # another room's dispatcher beneath (sparse attention, patched
+    # first for some model in this process): it keeps every call, which the cut padding left as one
+    # segment per sample, so a model it is installed on keeps it
+
     def attention(q, k, v, *args, **kwargs):
-        if not on_sdpa_path() or args or kwargs.get("mode", "flash") != "flash" or kwargs.get("attn_mask") is not None:
+        if (nested or not on_sdpa_path() or args or kwargs.get("mode", "flash") != "flash"
+                or kwargs.get("attn_mask") is not None):
             return original(q, k, v, *args, **kwargs)
         out = sdpa(q, k, v)  # [B, S, H, D]: one segment per sample once the padding is cut
         return out.reshape(out.shape[0], out.shape[1], -1)
