@@ -63,7 +63,8 @@ MAX_SEED = 2**63 - 1
 # A speedup above calls / computed by more than this is flagged (timing noise of min-of-repeats is
 # well below it; the artefact it catches was 11.8x against a bound of 6.15x).
 SPEEDUP_TOLERANCE = 0.05
-# "owner/name" or "name": a hub id (on POSIX it contains os.sep, so it is a path only if it exists).
+# "owner/name" (or a bare "name", refused as a hub id: no diffusers pipeline on the hub is one); on POSIX
+# it contains os.sep, so it is a path only if it exists.
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
 
 
@@ -420,7 +421,12 @@ def check_numbers(args) -> None:
 
 
 def check_model(name: str) -> None:
-    """A local folder must exist and be a diffusers pipeline; a hub id offline must be cached."""
+    """A local folder must exist and be a diffusers pipeline; a hub id must be ``owner/name`` and its
+    ``model_index.json`` cached (offline) or fetchable (online): decided before anything is made,
+    each failure one line. A bare word that is neither a demo nor a folder here (``dmeo``) is
+    refused without asking the hub: every diffusers pipeline there is ``owner/name``."""
+    import difflib
+
     from easycache.demo import DEMO_FOLDERS
 
     if name in DEMO_FOLDERS:
@@ -437,12 +443,50 @@ def check_model(name: str) -> None:
         os.altsep is not None and os.altsep in name)
     if looks_like_path:
         raise Refusal(f"--model {name}: no such folder; pass a diffusers pipeline folder, a hub id (owner/name), or demo / demo-wan")
+    if "/" not in name:
+        near = difflib.get_close_matches(name, DEMO_FOLDERS, n=1)
+        raise Refusal(f"--model {name}: not a demo ({' / '.join(DEMO_FOLDERS)}), no folder of that name here, and not "
+                      f"a hub id (owner/name){f'; did you mean {near[0]}?' if near else ''}")
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         from huggingface_hub import try_to_load_from_cache
 
         if not isinstance(try_to_load_from_cache(name, "model_index.json"), str):
             raise Refusal(f"--model {name}: not a local folder, and not in the hub cache while HF_HUB_OFFLINE is "
                           f"set; download it first, or pass a local pipeline folder")
+        return
+    why = fetch_problem(name)
+    if why:
+        raise Refusal(f"--model {name}: {why}")
+
+
+def fetch_problem(name: str) -> str | None:
+    """Why hub id ``name``'s ``model_index.json`` cannot be fetched (what ``from_pretrained`` fetches
+    first), in a few words; None when it can. The hub client's retry warnings are kept quiet: the
+    answer is one line (an unreachable hub takes its retries, about 25 s)."""
+    import huggingface_hub
+    from huggingface_hub.utils import logging as hub_logging
+
+    before = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()
+    try:
+        huggingface_hub.hf_hub_download(name, "model_index.json")
+        return None
+    except Exception as error:  # noqa: BLE001 - every way of not getting it is one line
+        kinds = {cls.__name__ for cls in type(error).__mro__}
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        if "GatedRepoError" in kinds:
+            return "a gated model: accept its terms on the hub and log in (`hf auth login`), or pass a local folder"
+        if "RepositoryNotFoundError" in kinds:
+            return ("no such model on the hub (or a private one: log in with `hf auth login`); pass a diffusers "
+                    "pipeline folder, a hub id (owner/name), or demo / demo-wan")
+        if "LocalEntryNotFoundError" in kinds or "OfflineModeIsEnabled" in kinds:
+            return ("cannot reach the hub to fetch it, and it is not in the hub cache; check the connection "
+                    "(HF_ENDPOINT), or pass a local pipeline folder")
+        if "EntryNotFoundError" in kinds or "RemoteEntryNotFoundError" in kinds:
+            return "has no model_index.json on the hub, so it is not a diffusers pipeline"
+        return f"cannot fetch it from the hub ({type(error).__name__}: {first[:200]})"
+    finally:
+        hub_logging.set_verbosity(before)
 
 
 def check_prompt_file(path: str | None) -> list[str]:

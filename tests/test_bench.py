@@ -443,3 +443,64 @@ def test_table_marks_a_flagged_speedup(tmp_path):
     table = write_table([row, honest], META, tmp_path / "results.md")
     assert "| 11.80x (!) |" in table and "| 4.40x |" in table
     assert "EasyCache thresh 0.1: 11.80x against 400 / 65 = 6.15x" in table
+
+
+# ---------------------------------------------------------------------------------------------
+# --model decided without the network: a typo is one line whether or not HF_HUB_OFFLINE is set.
+
+
+def test_a_model_typo_online_is_one_line_decided_locally(tmp_path):
+    """``--model dmeo`` without HF_HUB_OFFLINE used to ask the hub and end in three chained
+    tracebacks. The hub here is 127.0.0.1:1 (nothing answers; asking it would take its ~25 s of
+    retries), so a quick one-line answer was decided locally."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:1", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, str(SCRIPT), "--model", "dmeo"], cwd=tmp_path, env=env, text=True,
+                         capture_output=True, timeout=120, check=False)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert run.stderr.strip() == ("error: --model dmeo: not a demo (demo / demo-wan), no folder of that name here, "
+                                  "and not a hub id (owner/name); did you mean demo?")
+    assert time.monotonic() - started < 20, "decided without the hub's retries"
+    assert list(tmp_path.iterdir()) == [], "nothing made (no default results folder)"
+
+
+@pytest.mark.parametrize("model, says", [("demo-wna", "; did you mean demo-wan?"), ("xyz", "")])
+def test_a_bare_name_is_never_asked_of_the_hub(tmp_path, capfd, monkeypatch, model, says):
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("the hub was asked"))
+    assert run_bench.main(["--model", model, "--out", str(tmp_path / "out")]) == 2
+    assert capfd.readouterr().err.strip() == (f"error: --model {model}: not a demo (demo / demo-wan), no folder of that "
+                                              f"name here, and not a hub id (owner/name){says}")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("error, says", [
+    ("LocalEntryNotFoundError", "cannot reach the hub to fetch it, and it is not in the hub cache"),
+    ("ConnectionError", "cannot fetch it from the hub (ConnectionError: no route)"),
+])
+def test_a_hub_id_that_cannot_be_fetched_online_is_one_line(tmp_path, capfd, monkeypatch, error, says):
+    """Online (HF_HUB_OFFLINE unset), a hub id is fetched (its model_index.json) before anything is
+    made; the hub client's download is replaced by one that fails as it does offline, so the test
+    never reaches the network."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    asked = []
+
+    def fails(repo_id, filename, **kwargs):
+        asked.append((repo_id, filename))
+        raise (LocalEntryNotFoundError("An error happened while trying to locate the file on the Hub")
+               if error == "LocalEntryNotFoundError" else ConnectionError("no route"))
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fails)
+    before = snapshot(tmp_path)
+    assert run_bench.main(["--model", "some-owner/some-video-model", "--out", str(tmp_path / "out")]) == 2
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert lines == [f"error: --model some-owner/some-video-model: {says}" + lines[0].split(says, 1)[1]], lines
+    assert asked == [("some-owner/some-video-model", "model_index.json")]
+    assert snapshot(tmp_path) == before
