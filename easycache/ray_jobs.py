@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -67,29 +68,37 @@ def one_line(error: BaseException) -> str:
 class Worker:
     """One Ray actor: the command line parsed again, the model loaded once, one job at a time.
 
-    A load error is kept, not raised, so that ``ready()`` can tell the driver in one line (a
-    ``UsageError``, such as missing weights, stops the run as it would without Ray)."""
+    Creating the actor is cheap (so the driver sees, from ``placed()``, that Ray found it a
+    machine); ``ready()`` loads the model. A load error is kept, not raised, so that ``ready()`` can
+    tell the driver in one line (a ``UsageError``, such as missing weights, stops the run as it
+    would without Ray)."""
 
     def __init__(self, backend_class: type, hunyuan_root: str | None, argv: list[str], options: RunOptions,
                  extensions: tuple, cwd: str, save_dir: str, threads: int | None):
         logger.remove()
         logger.add(sys.stderr, level="WARNING")  # the driver's bar and summary say the rest
+        if os.path.isdir(cwd):  # relative paths in the flags mean what they mean to the driver
+            os.chdir(cwd)
+        self.save_dir, self.error, self.usage = save_dir, None, False
+        self.load_args = (backend_class, hunyuan_root, argv, options, extensions, threads)
+
+    def placed(self) -> str:
+        """The machine Ray placed this worker on (it answers as soon as the actor exists)."""
+        return socket.gethostname()
+
+    def ready(self) -> dict:
+        """The model loaded: where this worker runs, or why it could not load the model."""
+        backend_class, hunyuan_root, argv, options, extensions, threads = self.load_args
         if threads:
             import torch
 
             torch.set_num_threads(threads)
-        if os.path.isdir(cwd):  # relative paths in the flags mean what they mean to the driver
-            os.chdir(cwd)
-        self.save_dir, self.error, self.usage = save_dir, None, False
         try:
             self.plan: Plan = plan_run(backend_class(hunyuan_root=hunyuan_root), argv, options, extensions)
             self.generation = start_generation(self.plan)
-        except Exception as error:  # noqa: BLE001 - said by ready(), in one line
+        except Exception as error:  # noqa: BLE001 - said in one line, below
             self.error, self.usage = (str(error) if isinstance(error, UsageError) else one_line(error),
                                       isinstance(error, UsageError))
-
-    def ready(self) -> dict:
-        """Where this worker runs, or why it could not load the model."""
         if self.error is not None:
             return {"error": self.error, "usage": self.usage}
         import torch
@@ -159,11 +168,14 @@ def run_on_ray(backend: Backend, argv: list[str], options: RunOptions, extension
         write_summary(save_dir, plan.jobs, plan.names.final)
         return []
     started_ray = connect(ray_options.address)
-    queue = JobQueue(plan, backend, argv, options, extensions, ray_options, save_dir)
     try:
-        written = queue.run(todo)
+        check_room(ray_options)
+        queue = JobQueue(plan, backend, argv, options, extensions, ray_options, save_dir)
+        try:
+            written = queue.run(todo)
+        finally:
+            queue.stop()
     finally:
-        queue.stop()
         if started_ray:
             import ray
 
@@ -177,23 +189,20 @@ def run_on_ray(backend: Backend, argv: list[str], options: RunOptions, extension
 
 
 def connect(address: str) -> bool:
-    """Join the cluster at ``address`` (LOCAL: start one here unless RAY_ADDRESS names one), refusing
-    an address that cannot be reached in one line, before any worker starts. True when this call
-    connected (and so should disconnect; a local instance it started then stops)."""
+    """Join the cluster ``--ray`` means (``address``; for LOCAL and ``auto``, RAY_ADDRESS or the
+    cluster ``ray start`` recorded, as Ray itself decides), refusing in one line, before any worker
+    starts, an address where no Ray cluster answers: nothing listening (a 5-second TCP probe), a
+    port that does not speak gRPC (a web page, the dashboard), or one where a trial connection in a
+    child process does not succeed within ``JOIN_SECONDS`` (Ray's own ``ray.init`` retries such an
+    address for many minutes). True when this call connected (and so should disconnect; a local
+    instance it started then stops)."""
     import ray
 
     if ray.is_initialized():  # a driver that set Ray up itself (a notebook, the tests)
         return False
-    if address not in (LOCAL, "auto"):
-        host, _, port = address.removeprefix("ray://").rpartition(":")
-        if not host or not port.isdigit():
-            raise UsageError(f"--ray {address}: pass HOST:PORT (the address `ray start --head` prints), "
-                             "ray://HOST:PORT, auto, or nothing for a local Ray instance")
-        try:
-            socket.create_connection((host, int(port)), timeout=5).close()
-        except OSError as error:
-            raise UsageError(f"--ray {address}: nothing answers at {host}:{port} ({error.strerror or error}); "
-                             "start the head with `ray start --head` and pass the address it prints") from None
+    target = ray_target(address)
+    if target is not None:
+        check_cluster(target)
     try:
         ray.init(address=address or None)
     except ConnectionError as error:
@@ -201,6 +210,164 @@ def connect(address: str) -> bool:
                 if address == "auto" else str(error).strip().splitlines()[0])
         raise UsageError(f"--ray {address}: {hint}") from None
     return True
+
+
+PROBE_SECONDS = 5.0  # the TCP connection, then the server's HTTP/2 greeting
+JOIN_SECONDS = 45.0  # the trial connection (Ray's import and handshake take a few seconds)
+GCS_HINT = "is that the dashboard/client port? give the GCS address, default port 6379"
+CLIENT_HINT = "is that the GCS or dashboard port? Ray Client listens on port 10001 by default"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The cluster Ray would join, and how a message names where that address came from."""
+
+    address: str  # HOST:PORT or ray://HOST:PORT
+    named: str  # "--ray 10.0.0.1:6379", "--ray: RAY_ADDRESS=10.0.0.1:6379", ...
+    gone: str  # what to do when nothing answers there
+
+    @property
+    def client(self) -> bool:
+        return self.address.startswith("ray://")
+
+    def refuse(self, why: str) -> UsageError:
+        return UsageError(f"{self.named}: {why}")
+
+
+def ray_target(address: str) -> Target | None:
+    """The address ``ray.init`` will use for ``--ray address``, or None where it starts a local
+    instance. RAY_ADDRESS wins over ``--ray`` alone and ``--ray auto``, as in Ray; without it, Ray
+    joins the cluster ``ray start`` last recorded on this machine (a file a crashed cluster leaves
+    behind), and ``auto`` also a cluster running here."""
+    given = address not in (LOCAL, "auto")
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    if given:
+        target = Target(address, f"--ray {address}",
+                        "start the head with `ray start --head` and pass the address it prints")
+    elif env:
+        target = Target(env, f"--ray{' ' + address if address else ''}: RAY_ADDRESS={env} (from the environment)",
+                        "start that cluster, or unset RAY_ADDRESS (then --ray starts a local Ray instance)")
+    else:
+        found, recorded = _ray_would_join(address)
+        if found is None:
+            return None
+        where = f"the cluster `ray start` recorded in {recorded}" if recorded else "the Ray cluster found on this machine"
+        target = Target(found, f"--ray{' ' + address if address else ''}: {found}, {where}",
+                        "it is gone: `ray stop` forgets it; or pass --ray HOST:PORT")
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", target.address) and not target.client:
+        raise target.refuse("that is a web address (the dashboard's, for `ray job submit`); --ray needs the "
+                            "cluster's GCS address HOST:PORT (default port 6379), or ray://HOST:PORT for Ray Client")
+    host, port = split_address(target.address)
+    if host is None:
+        raise target.refuse("pass HOST:PORT (the address `ray start --head` prints), ray://HOST:PORT, auto, "
+                            "or nothing for a local Ray instance")
+    return target
+
+
+def _ray_would_join(address: str) -> tuple[str | None, str | None]:
+    """(the address Ray finds for LOCAL or ``auto`` without RAY_ADDRESS, the file it read it from);
+    (None, None) where it starts a local instance (or, for ``auto``, finds none: ``ray.init`` says so)."""
+    try:
+        from ray._private.services import find_bootstrap_address, get_ray_address_from_environment
+        from ray._private.utils import get_ray_address_file
+    except ImportError:  # Ray's private helpers moved: Ray decides as it will
+        return None, None
+    try:
+        found = get_ray_address_from_environment(address or None, None)
+    except Exception:  # noqa: BLE001 - "no cluster" for auto: ray.init says it in connect
+        return None, None
+    if not found or found in ("auto", "local"):
+        return None, None
+    try:
+        recorded = get_ray_address_file(None) if found == find_bootstrap_address(None) else None
+    except Exception:  # noqa: BLE001 - only the wording depends on it
+        recorded = None
+    return found, recorded
+
+
+def split_address(address: str) -> tuple[str | None, int | None]:
+    """(host, port) of HOST:PORT, ray://HOST:PORT or [V6]:PORT; (None, None) for anything else."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or "/" in host:
+        return None, None
+    return host, int(port)
+
+
+def check_cluster(target: Target) -> None:
+    """Refuse, in one line, a ``target`` where no Ray cluster answers (see ``connect``)."""
+    host, port = split_address(target.address)
+    try:
+        sock = socket.create_connection((host, port), timeout=PROBE_SECONDS)
+    except OSError as error:
+        raise target.refuse(f"nothing answers at {host}:{port} ({error.strerror or error}); {target.gone}") from None
+    hint = CLIENT_HINT if target.client else GCS_HINT
+    with sock:
+        tls = os.environ.get("RAY_USE_TLS", "").strip().lower() in ("1", "true")
+        if not tls and not speaks_http2(sock):
+            raise target.refuse(f"no Ray cluster answers there ({hint})")
+    why = trial_join(target.address)
+    if why is not None:
+        raise target.refuse(f"no Ray cluster answers there ({hint}): {why}")
+
+
+def speaks_http2(sock: socket.socket) -> bool:
+    """Whether the server on ``sock`` greets in HTTP/2, as every gRPC server (Ray's GCS and Ray Client
+    among them) does: its first frame is SETTINGS. A web server answers HTTP/1 or closes."""
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # and an empty SETTINGS
+    sock.settimeout(PROBE_SECONDS)
+    try:
+        sock.sendall(preface)
+        head = b""
+        while len(head) < 9:
+            chunk = sock.recv(9 - len(head))
+            if not chunk:
+                break
+            head += chunk
+    except OSError:
+        return False
+    return len(head) == 9 and head[3] == 4  # frame header: 3 bytes length, 1 byte type (4: SETTINGS)
+
+
+TRIAL = "import sys, ray\nray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False)\nray.shutdown()\n"
+
+
+def trial_join(address: str) -> str | None:
+    """Join ``address`` once in a child process, ``JOIN_SECONDS`` at most: None when it worked, else
+    why not in a few words. (A gRPC server that is not Ray's, such as Ray Client's port given as the
+    GCS address, makes ``ray.init`` retry for many minutes; the child is stopped instead.)"""
+    import subprocess
+
+    try:
+        run = subprocess.run([sys.executable, "-c", TRIAL, address], capture_output=True, text=True,
+                             timeout=JOIN_SECONDS, check=False, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"a trial connection did not succeed within {JOIN_SECONDS:g} s"
+    if run.returncode == 0:
+        return None
+    lines = [line.strip() for line in run.stderr.splitlines() if line.strip() and not line.startswith((" ", "\t"))]
+    return lines[-1] if lines else f"a trial connection failed (exit {run.returncode})"
+
+
+def check_room(ray_options: RayOptions) -> None:
+    """Refuse, in one line, a worker that no machine of the cluster can ever hold (Ray would keep it
+    pending, silently, for as long as the run waits): ``--ray-cpus-per-worker`` CPUs, and a GPU on
+    a cluster that has GPUs, on one machine."""
+    import ray
+
+    cpus = ray_options.cpus_per_worker
+    gpus = ray.cluster_resources().get("GPU", 0) > 0
+    machines = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    hosts = [r for r in machines if not gpus or r.get("GPU", 0) >= 1]
+    largest = max((r.get("CPU", 0) for r in hosts), default=0)
+    if largest >= cpus:
+        return
+    kind = "machine with a GPU" if gpus else "machine"
+    if largest < 1:
+        raise UsageError(f"--ray: no {kind} of the cluster ({len(machines)} machines) offers a CPU for a worker "
+                         "(a head started with --num-cpus=0?); add a machine with CPUs to the cluster")
+    raise UsageError(f"--ray-cpus-per-worker {cpus}: no {kind} of the cluster has {cpus} CPUs (the largest has "
+                     f"{largest:g}); pass {int(largest)} or less, or add a {kind} with {cpus} CPUs")
 
 
 @dataclass
@@ -212,6 +379,9 @@ class _Member:
     info: dict = field(default_factory=dict)  # ready()'s answer, once it came
     made: int = 0
     since: float = 0.0  # when it became ready
+    placed: Any = None  # placed()'s ref until it answered (Ray found the worker a machine)
+    asked: float = 0.0  # when the worker was started
+    warned: bool = False  # said once that it waits for a machine
 
     def rate(self, now: float) -> float:
         """Videos per minute since it loaded its model."""
@@ -220,6 +390,9 @@ class _Member:
 
 class JobQueue:
     """The driver's side: start the workers, hand out the jobs, write what comes back, retry."""
+
+    TICK_SECONDS = 5.0  # how often the driver looks at workers Ray has not placed yet
+    PENDING_WARN_SECONDS = 60.0  # a worker unplaced this long is said, once
 
     def __init__(self, plan: Plan, backend: Backend, argv: list[str], options: RunOptions, extensions: tuple,
                  ray_options: RayOptions, save_dir: Path):
@@ -235,6 +408,7 @@ class JobQueue:
         self.started = 0  # workers started, for their names
         self.load_failures = 0  # in a row
         self.target = 1  # how many workers to keep
+        self.looked = 0.0  # when warn_unplaced last looked
         self.waiting: deque[tuple[Job, list[str]]] = deque()  # each job with the workers that tried it
         self.loading: dict[Any, str] = {}  # ready() ref -> worker
         self.busy: dict[Any, tuple[str, Job, list[str]]] = {}  # make() ref -> worker, job, who tried it
@@ -255,7 +429,7 @@ class JobQueue:
             name=name, num_cpus=cpus, num_gpus=1 if gpus else 0, max_restarts=0, max_concurrency=1,
             runtime_env={"env_vars": {"TQDM_DISABLE": "1"}},  # no step bars from the workers
         ).remote(*self.worker_args, None if gpus else cpus)
-        self.members[name] = _Member(actor, name)
+        self.members[name] = _Member(actor, name, placed=actor.placed.remote(), asked=time.time())
         self.loading[actor.ready.remote()] = name
 
     def wanted_workers(self, jobs: int) -> int:
@@ -301,7 +475,10 @@ class JobQueue:
                     if not self.waiting:
                         break  # the rest are being made by other processes
                     self.start_worker()  # every worker is gone: the waiting jobs need one
-                done, _ = ray.wait([*self.loading, *self.busy], num_returns=1)
+                done, _ = ray.wait([*self.loading, *self.busy], num_returns=1, timeout=self.TICK_SECONDS)
+                self.warn_unplaced()
+                if not done:
+                    continue
                 if done[0] in self.loading:
                     self.on_ready(done[0])
                     continue
@@ -317,6 +494,33 @@ class JobQueue:
                 bar.update(1)
                 bar.set_postfix_str(self.rates_text(), refresh=True)
         return written
+
+    def warn_unplaced(self) -> None:
+        """One warning line for each worker that Ray has found no machine for in
+        ``PENDING_WARN_SECONDS`` (the cluster's CPUs or GPUs taken by others, say): the run goes on
+        with the workers it has and takes that one when it starts."""
+        import ray
+
+        now = time.time()
+        if now - self.looked < self.TICK_SECONDS:
+            return
+        self.looked = now
+        unplaced = [m for m in self.members.values() if m.placed is not None]
+        for member in unplaced:
+            if ray.wait([member.placed], timeout=0)[0]:
+                member.placed = None
+        started = sum(1 for m in self.members.values() if m.placed is None)
+        for member in unplaced:
+            if member.placed is None or member.warned or now - member.asked < self.PENDING_WARN_SECONDS:
+                continue
+            member.warned = True
+            free = ray.available_resources()
+            needs = f"{self.ray_options.cpus_per_worker} free CPUs" + (
+                " and a free GPU" if ray.cluster_resources().get("GPU", 0) > 0 else "")
+            logger.warning(
+                f"{member.name} has waited {now - member.asked:.0f} s for a machine with {needs} (free now: "
+                f"{free.get('CPU', 0):g} CPUs, {free.get('GPU', 0):g} GPUs); {started} of {len(self.members)} "
+                "workers started meanwhile; it starts when the cluster has room (`ray status` shows what holds it)")
 
     def result(self, ref: Any, name: str) -> dict:
         """What ``make`` returned (a worker that died is dropped; an error names it)."""

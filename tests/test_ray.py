@@ -241,3 +241,47 @@ def test_a_load_error_stops_the_run_in_one_line(cluster, tmp_path):
 def test_cpus_per_worker_are_the_worker_s_threads(probe, tmp_path):
     run_on_ray(ProbedDemo(), argv(tmp_path), options(PROMPTS[:1], [3]), (), RayOptions(workers=1, cpus_per_worker=2))
     assert threads(probe) == {2} and len(videos(tmp_path)) == 2
+
+
+def test_the_probe_finds_a_live_cluster_s_gcs(cluster):
+    """The checks before ``ray.init`` pass a real GCS (HTTP/2 greeting, a trial join in a child)."""
+    import socket
+
+    from easycache import ray_jobs
+
+    address = ray.get_runtime_context().gcs_address
+    host, port = ray_jobs.split_address(address)
+    with socket.create_connection((host, port), timeout=5) as sock:
+        assert ray_jobs.speaks_http2(sock)
+    ray_jobs.check_cluster(ray_jobs.Target(address, f"--ray {address}", "-"))  # raises nothing
+
+
+def test_cpus_per_worker_no_machine_has_is_refused_in_one_line(cluster, tmp_path, monkeypatch):
+    """Ray would keep such a worker pending forever ("0/2", silent): refused before any worker."""
+    monkeypatch.setattr(JobQueue, "start_worker", lambda self: pytest.fail("a worker was started"))
+    with pytest.raises(UsageError) as refused:
+        run_on_ray(ProbedDemo(), argv(tmp_path), options(PROMPTS[:1], [1, 2]), (), RayOptions(cpus_per_worker=4))
+    assert str(refused.value) == ("--ray-cpus-per-worker 4: no machine of the cluster has 4 CPUs (the largest has 2); "
+                                  "pass 2 or less, or add a machine with 4 CPUs")
+    assert not videos(tmp_path) and not (tmp_path / "summary.json").exists()
+
+
+def test_a_worker_that_waits_for_a_machine_is_said_once_and_the_others_go_on(probe, tmp_path, monkeypatch):
+    """Two workers of 2 CPUs on a 2-CPU cluster: the second waits; one warning line says so, the
+    first makes every video."""
+    from loguru import logger
+
+    monkeypatch.setattr(JobQueue, "TICK_SECONDS", 0.5)
+    monkeypatch.setattr(JobQueue, "PENDING_WARN_SECONDS", 8.0)  # above a worker's start here, below one video
+    said: list[str] = []
+    sink = logger.add(lambda message: said.append(message.record["message"]), level="WARNING")
+    try:
+        written = run_on_ray(ProbedDemo(), ["--model", "demo", "--infer-steps", "12", "--save-path", str(tmp_path)],
+                             options(PROMPTS[:1], [1, 2]), (), RayOptions(workers=2, cpus_per_worker=2))
+    finally:
+        logger.remove(sink)
+    assert len(written) == 2 and len(videos(tmp_path)) == 4
+    waits = [line for line in said if "waited" in line]
+    assert len(waits) == 1, said
+    assert "worker-2 has waited" in waits[0] and "2 free CPUs" in waits[0] and "1 of 2 workers started meanwhile" in waits[0]
+    assert len({w for _, _, w in calls(probe)}) == 1, "the worker that had room made both videos"

@@ -106,3 +106,143 @@ def test_a_run_with_failed_videos_exits_1_with_one_line(tmp_path, capsys, monkey
     code = easycache_sample_video.main(demo(tmp_path, "--prompt-file", str(prompts), "--ray"))
     assert code == 1 and capsys.readouterr().err.strip() == (
         "error: 1 of 2 videos failed after 3 tries each; their errors are in summary.json")
+
+
+# ---------------------------------------------------------------------------- the address Ray would use
+@pytest.fixture()
+def no_ray_init(monkeypatch):
+    """``ray.init`` fails the test: every refusal below comes before Ray is asked."""
+    import ray
+
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("ray.init was called"))
+
+
+@pytest.fixture()
+def web_page():
+    """A plain HTTP server on 127.0.0.1 (a free port): what a dashboard or a web page answers."""
+    import http.server
+    import threading
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):  # the server's request log is not the command's stderr
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture()
+def grpc_lookalike():
+    """A server on 127.0.0.1 that greets as HTTP/2 (gRPC) does, then answers nothing: what Ray
+    Client's port looks like to a GCS client."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    held = []
+
+    def serve():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conn.sendall(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))  # an empty SETTINGS frame
+            held.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(timeout=5)
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def bounded(seconds: float):
+    import time
+
+    class Clock:
+        def __enter__(self):
+            self.started = time.monotonic()
+            return self
+
+        def __exit__(self, *exc):
+            assert time.monotonic() - self.started < seconds, f"took more than {seconds} s"
+
+    return Clock()
+
+
+@NEEDS_RAY
+@pytest.mark.parametrize("flag", [[], ["auto"]])
+def test_ray_address_naming_a_gone_cluster_is_refused_naming_it(tmp_path, capsys, nothing_starts, no_ray_init,
+                                                                prompts, monkeypatch, flag):
+    """RAY_ADDRESS left in a shell profile: the probe covers it as it covers --ray HOST:PORT."""
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    with bounded(15):
+        err = refused(capsys, demo(tmp_path, "--prompt-file", str(prompts), "--ray", *flag))
+    assert "RAY_ADDRESS=127.0.0.1:1" in err and "nothing answers at 127.0.0.1:1" in err and "unset RAY_ADDRESS" in err
+
+
+@NEEDS_RAY
+def test_a_stale_address_ray_start_recorded_is_refused_naming_the_file(tmp_path, capsys, nothing_starts, no_ray_init,
+                                                                      prompts, monkeypatch):
+    """A crashed `ray start` leaves its address in a file that ``ray.init()`` then joins."""
+    import ray._private.utils
+
+    recorded = tmp_path / "ray_current_cluster"
+    recorded.write_text("127.0.0.1:1")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray._private.utils, "get_ray_address_file", lambda temp_dir=None: str(recorded))
+    with bounded(15):
+        err = refused(capsys, demo(tmp_path, "--prompt-file", str(prompts), "--ray"))
+    assert str(recorded) in err and "nothing answers at 127.0.0.1:1" in err and "ray stop" in err
+
+
+@NEEDS_RAY
+def test_a_web_page_where_ray_should_answer_is_refused_at_once(tmp_path, capsys, nothing_starts, no_ray_init,
+                                                               prompts, web_page, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with bounded(15):
+        err = refused(capsys, demo(tmp_path, "--prompt-file", str(prompts), "--ray", web_page))
+    assert err == (f"error: --ray {web_page}: no Ray cluster answers there (is that the dashboard/client port? "
+                   "give the GCS address, default port 6379)")
+
+
+@NEEDS_RAY
+def test_a_web_page_in_ray_address_is_refused_naming_it(tmp_path, capsys, nothing_starts, no_ray_init, prompts,
+                                                        web_page, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", web_page)
+    with bounded(15):
+        err = refused(capsys, demo(tmp_path, "--prompt-file", str(prompts), "--ray"))
+    assert f"RAY_ADDRESS={web_page}" in err and "no Ray cluster answers there" in err
+
+
+@NEEDS_RAY
+def test_the_dashboard_s_http_address_in_ray_address_is_refused(tmp_path, capsys, nothing_starts, no_ray_init,
+                                                                prompts, monkeypatch):
+    """`ray job submit` users set RAY_ADDRESS=http://HEAD:8265; Ray's own error for it is many lines."""
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
+    err = refused(capsys, demo(tmp_path, "--prompt-file", str(prompts), "--ray"))
+    assert "RAY_ADDRESS=http://127.0.0.1:8265" in err and "GCS address HOST:PORT" in err
+
+
+@NEEDS_RAY
+def test_a_grpc_server_that_is_not_ray_is_refused_within_the_bound(tmp_path, capsys, nothing_starts, no_ray_init,
+                                                                   prompts, grpc_lookalike, monkeypatch):
+    """It passes the TCP probe and greets as gRPC; a trial connection in a child process, bounded,
+    finds no Ray there (``ray.init`` itself would retry for many minutes)."""
+    from easycache import ray_jobs
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray_jobs, "JOIN_SECONDS", 6.0)
+    with bounded(30):
+        err = refused(capsys, demo(tmp_path, "--prompt-file", str(prompts), "--ray", grpc_lookalike))
+    assert err.startswith(f"error: --ray {grpc_lookalike}: no Ray cluster answers there (is that the dashboard/client")
+    assert "did not succeed within 6 s" in err
