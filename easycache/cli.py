@@ -93,6 +93,7 @@ def entry_parser(prog: str, description: str, sparse: bool = False, backend: str
         allow_abbrev=False,  # never read a backend's flag as an abbreviation of ours
         prog=prog, description=description, add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.error = _refuse  # a bad value of one of our flags: one line, as every other mistake
     group = parser.add_argument_group("EasyCache (unset flags: the model's preset, else the default shown)")
     group.add_argument("-h", "--help", action="store_true", help="show this help (and the backend's flags) and exit")
     add_config_flags(group, EasyCacheConfig, EASYCACHE_FLAG)
@@ -132,6 +133,11 @@ def entry_parser(prog: str, description: str, sparse: bool = False, backend: str
 
         add_config_flags(parser.add_argument_group("sparse video attention (SVG)"), SVGConfig, SVG_FLAG)
     return parser
+
+
+def _refuse(message: str):
+    """argparse's complaint (``argument --attention: invalid choice: ...``) as our one line, not its usage block."""
+    raise UsageError(message)
 
 
 def backend_name(ours: argparse.Namespace, rest: list[str]) -> str:
@@ -182,9 +188,9 @@ def main(argv: list[str] | None, parser: argparse.ArgumentParser,
     """Parse our flags (the rest is the backend's), run, and turn a user's mistake into one line.
 
     ``extensions(ours)`` gives the steps beside the cache that the entry adds (SVG)."""
-    ours, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    name = backend_name(ours, rest)
     try:
+        ours, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+        name = backend_name(ours, rest)
         from .backends import make_backend
 
         backend = make_backend(name, hunyuan_root=ours.hunyuan_root)

@@ -587,8 +587,6 @@ def test_the_demo_with_auto_on_a_cpu_records_the_model_path(tmp_path, sdpa_calls
     assert sdpa_calls and not any(c.ours for c in sdpa_calls)
 
 
-@pytest.mark.xfail(strict=True, reason="argparse's own error (usage block, SystemExit) until easycache/cli.py's "
-                   "entry parser turns its errors into a UsageError and cli.main parses inside its try")
 def test_a_bad_attention_value_is_one_line(tmp_path, capsys):
     code = entry_exit(demo_job(tmp_path, "--attention", "bogus"))
     err = capsys.readouterr().err.strip().splitlines()

@@ -65,11 +65,12 @@ def installed_svg(target: Any) -> SVGState | None:
 def remove_svg(target: Any) -> None:
     """Remove the hooks and processors; the model's own attention again."""
     model = find_transformer(target)
-    installation = model.__dict__.pop(_ATTRIBUTE, None)
+    installation = model.__dict__.get(_ATTRIBUTE)
     if installation is None:
         raise RuntimeError(f"sparse attention is not installed on this {type(model).__name__}")
+    module, name, _ = installation.patch
+    patching.unpatch(OWNER, module, name)  # first: a refused removal leaves SVG whole
+    del model.__dict__[_ATTRIBUTE]
     for handle in installation.handles:
         handle.remove()
-    module, name, _ = installation.patch
-    patching.unpatch(OWNER, module, name)
     log_summary(installation.state)
