@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -138,12 +138,21 @@ def build_run_record(*, backend: str, args: dict, config: Any, easycache_enabled
     }
 
 
-def write_result(path: Path, frames: Any, run: dict, fps: int = 24) -> Path:
-    """One generated video and its run JSON: the JSON first, the video last (atomically), so a
-    finished video always has its record beside it and a rerun can trust the video's presence."""
+def announce_saved(path: Path) -> None:
+    """The line a written video gets by default (a backend may print its code base's own instead)."""
     from loguru import logger
 
-    write_run_json(path, run)
-    write_video(frames, path, fps=fps)
     logger.info(f"Sample save to: {path}")
+
+
+def write_result(path: Path, frames: Any, run: dict, fps: int = 24, before_video: Callable[[], None] | None = None,
+                 announce: Callable[[Path], None] = announce_saved) -> Path:
+    """One generated video and its run JSON: the JSON first, then ``before_video()`` (the files written
+    beside the video), the video last (atomically), so a finished video always has its record and
+    those files beside it and a rerun can trust the video's presence."""
+    write_run_json(path, run)
+    if before_video is not None:
+        before_video()
+    write_video(frames, path, fps=fps)
+    announce(path)
     return path
