@@ -9,7 +9,8 @@ own flags, as Tencent's page runs; ``--backend diffusers --model ID_OR_FOLDER`` 
 pipeline. The model loads once; the page generates one video at a time (Gradio's queue, concurrency
 1: one cache per model instance) and writes each as the command line does (video and run JSON) into
 --save-path (default ./gradio_outputs, Tencent's page's folder). It binds to 127.0.0.1 unless
---server-name (or $SERVER_NAME, as Tencent's page reads it) says otherwise.
+--server-name (or $SERVER_NAME, as Tencent's page reads it) says otherwise. Every flag, the seed and
+the address (a port in use, a name not this machine's) are checked before the model loads.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+
+from loguru import logger
 
 from easycache import cli
 from easycache.errors import UsageError
@@ -31,24 +34,40 @@ def build_parser():
     return parser
 
 
+def _given(flag_value: str | None, flag: str, variable: str, default: str) -> tuple[str, str]:
+    """A server setting and how to name it in a message: the flag, else Tencent's page's environment
+    variable, else the default (named by the flag that changes it)."""
+    if flag_value:
+        return flag_value, f"{flag} {flag_value}"
+    if os.environ.get(variable):
+        return os.environ[variable], f"${variable} {os.environ[variable]}"
+    return default, f"{flag} {default} (the default)"
+
+
+def server_flags(ours) -> tuple[str, str]:
+    """How the address's name and port are named in a message (where each came from)."""
+    return (_given(ours.server_name, "--server-name", "SERVER_NAME", "127.0.0.1")[1],
+            _given(ours.server_port, "--server-port", "SERVER_PORT", "8081")[1])
+
+
 def server_address(ours) -> tuple[str, int]:
     """Where to serve: the flags, else Tencent's page's environment variables, else 127.0.0.1:8081."""
-    name = ours.server_name or os.environ.get("SERVER_NAME") or "127.0.0.1"
-    port_text = ours.server_port or os.environ.get("SERVER_PORT") or "8081"
+    name = _given(ours.server_name, "--server-name", "SERVER_NAME", "127.0.0.1")[0]
+    port_text, port_flag = _given(ours.server_port, "--server-port", "SERVER_PORT", "8081")
     try:
         port = int(port_text)
     except ValueError:
         port = -1
     if not 0 < port < 65536:
-        raise UsageError(f"--server-port {port_text}: give a port from 1 to 65535")
+        raise UsageError(f"{port_flag}: give a port from 1 to 65535")
     return name, port
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     parser = build_parser()
-    ours, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     try:
+        ours, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
         from easycache.backends import make_backend
 
         backend = make_backend(cli.backend_name(ours, rest), hunyuan_root=ours.hunyuan_root)
@@ -65,7 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         if ours.prompt_file or ours.seeds:
             raise UsageError("--prompt-file / --seeds: the page makes one video at a time; run "
                              "easycache_sample_video.py for many videos")
+        ray_flags = [f for f in ("ray", "ray_max_retries", "ray_workers", "ray_cpus_per_worker")
+                     if getattr(ours, f, None) is not None]
+        if ray_flags:
+            raise UsageError(f"{' / '.join('--' + f.replace('_', '-') for f in ray_flags)}: the page makes one video "
+                             "at a time on its own model; run easycache_sample_video.py --ray for many videos")
         name, port = server_address(ours)
+        name_flag, port_flag = server_flags(ours)
+        web.check_address(name, port, name_flag, port_flag)  # before minutes of loading, not after
         options = RunOptions(cache=cli.cache_fields(ours), enabled=not ours.no_easycache,
                              attention=cli.attention_mode(ours, backend.name))
         save_given = any(a == "--save-path" or a.startswith("--save-path=") for a in rest)
@@ -74,7 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    web.serve(page, name, port, session.save_dir)
+    try:
+        web.serve(page, name, port, session.save_dir)
+    except OSError as error:  # taken between the check and now (a race no check closes): one line
+        logger.debug(f"launch failed: {error!r}")
+        print(f"error: {port_flag}: could not serve on {name}:{port} (free when checked before loading, taken "
+              f"since); pass a free --server-port", file=sys.stderr)
+        return 1
     return 0
 
 
