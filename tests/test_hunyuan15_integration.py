@@ -13,6 +13,7 @@ transformer instance, after generate.py's optimizations) stands in for them.
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -228,3 +229,122 @@ def test_default_output_name_is_generate_py_s(hy15, monkeypatch):
     assert easycache_generate.main([*flags, "--prompt", PROMPT, "--cfg_distilled", "--num_inference_steps", "2"]) == 0
     video, = (folder / "outputs").glob("output_480p_t2v_distilled_*.mp4")
     assert video.with_suffix(".json").is_file() and video.with_name(f"{video.stem}_config.json").is_file()
+
+
+# ---------------------------------------------------------------------------- what generate.py writes, kept
+QUICK = ["--prompt", PROMPT, "--seed", "1", "--cfg_distilled", "--num_inference_steps", "2"]
+
+
+def run_generate_py(hy15, *extra) -> None:
+    """Tencent's own generate_video() (generate.py's, read from the checkout) on the tiny weights."""
+    from easycache.backends.hunyuan15 import GenerateScript
+
+    _, flags, _ = hy15
+    script = GenerateScript(ROOT)
+    args = script.parser().parse_args([*flags[2:], *QUICK, *extra])  # flags[:2]: --hunyuan-root, ours
+    script.normalize(args)
+    script.run_import_time_setup()
+    script.module()["generate_video"](args)
+
+
+def saved_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("Saved ")]
+
+
+def without_time(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "timestamp"}
+
+
+@needs_checkout
+def test_a_named_output_path_is_written_and_recorded_as_generate_py_does(hy15, tmp_path, monkeypatch, capsys):
+    """--output_path ./outputs/cat.mp4 over an existing file: generate.py writes that path (the
+    user named it); so does the drop-in, recording output_path as given and printing generate.py's
+    own lines; its _config.json is generate.py's but for the time it was written."""
+    import easycache_generate
+
+    _, flags, _ = hy15
+    for side in ("tencent", "easycache"):
+        (tmp_path / side / "outputs").mkdir(parents=True)
+        (tmp_path / side / "outputs" / "cat.mp4").write_bytes(b"an earlier video at the path named again")
+    monkeypatch.chdir(tmp_path / "tencent")
+    run_generate_py(hy15, "--output_path", "./outputs/cat.mp4")
+    tencent_out = capsys.readouterr().out
+    monkeypatch.chdir(tmp_path / "easycache")
+    assert easycache_generate.main([*flags, *QUICK, "--no-easycache", "--output_path", "./outputs/cat.mp4"]) == 0
+    ours_out = capsys.readouterr().out
+    outputs = {side: tmp_path / side / "outputs" for side in ("tencent", "easycache")}
+    assert sorted(p.name for p in outputs["tencent"].iterdir()) == ["cat.mp4", "cat_config.json"]
+    assert sorted(p.name for p in outputs["easycache"].iterdir()) == ["cat.json", "cat.mp4", "cat_config.json"], \
+        "the named path replaced, no cat_2.mp4"
+    assert (outputs["easycache"] / "cat.mp4").read_bytes() == (outputs["tencent"] / "cat.mp4").read_bytes()
+    assert saved_lines(ours_out) == saved_lines(tencent_out) == [
+        "Saved video to: ./outputs/cat.mp4", "Saved generation config to: ./outputs/cat_config.json"]
+    configs = {side: json.loads((outputs[side] / "cat_config.json").read_text()) for side in outputs}
+    assert without_time(configs["easycache"]) == without_time(configs["tencent"])
+    assert configs["easycache"]["output_path"] == configs["easycache"]["arguments"]["output_path"] == "./outputs/cat.mp4"
+
+
+@needs_checkout
+def test_without_output_path_the_config_and_lines_are_generate_py_s(hy15, tmp_path, monkeypatch, capsys):
+    """No --output_path: generate.py records output_path as it names it (./outputs/output_..._TIME.mp4)
+    and arguments.output_path null; a name taken in the same second gets _2 (no one named it)."""
+    import easycache_generate
+
+    _, flags, _ = hy15
+    (tmp_path / "tencent").mkdir()
+    monkeypatch.chdir(tmp_path / "tencent")
+    run_generate_py(hy15)
+    tencent_out = capsys.readouterr().out
+    (tencent_config,) = (tmp_path / "tencent" / "outputs").glob("*_config.json")
+    tencent = json.loads(tencent_config.read_text())
+    (tmp_path / "easycache").mkdir()
+    monkeypatch.chdir(tmp_path / "easycache")
+    assert easycache_generate.main([*flags, *QUICK, "--no-easycache"]) == 0
+    ours_out = capsys.readouterr().out
+    (config_path,) = (tmp_path / "easycache" / "outputs").glob("*_config.json")
+    ours = json.loads(config_path.read_text())
+    assert ours["arguments"]["output_path"] is None and tencent["arguments"]["output_path"] is None
+    assert ours["arguments"] == tencent["arguments"]
+    pattern = r"\./outputs/output_480p_t2v_distilled_\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.mp4"
+    assert re.fullmatch(pattern, ours["output_path"]) and re.fullmatch(pattern, tencent["output_path"])
+    video = ours["output_path"]
+    assert saved_lines(ours_out) == [f"Saved video to: {video}",
+                                     f"Saved generation config to: {video[:-4]}_config.json"]
+    assert [line.split(": ")[0] for line in saved_lines(tencent_out)] == ["Saved video to", "Saved generation config to"]
+
+    # The same second again (the clock held): the earlier video is kept, the new one numbered.
+    from easycache.backends import hunyuan15
+
+    monkeypatch.setattr(hunyuan15.GenerateScript, "default_output_path", lambda self, version: video)
+    assert easycache_generate.main([*flags, *QUICK, "--no-easycache"]) == 0
+    numbered = f"{video[:-4]}_2.mp4"
+    assert saved_lines(capsys.readouterr().out)[0] == f"Saved video to: {numbered}"
+    second = json.loads((tmp_path / "easycache" / f"{numbered[:-4]}_config.json").read_text())
+    assert second["output_path"] == numbered and second["arguments"]["output_path"] is None
+    assert (tmp_path / "easycache" / video).is_file() and not list((tmp_path / "easycache" / "outputs").glob("*.lock"))
+
+
+@needs_checkout
+def test_a_batch_stopped_while_writing_its_config_makes_the_job_again(hy15, tmp_path, monkeypatch):
+    """In a batch the video marks its job finished, so generate.py's _config.json is written before
+    it: a Ctrl-C while the config is written makes the rerun redo the job, never skip it without one."""
+    import easycache_generate
+
+    _, flags, _ = hy15
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(f"{PROMPT}\n")
+    job = [*flags, "--cfg_distilled", "--num_inference_steps", "2", "--output_path", str(tmp_path / "v" / "x.mp4"),
+           "--prompt-file", str(prompts), "--seeds", "3"]
+    dump = json.dump
+
+    def interrupted(*args, **kwargs):  # save_config's json.dump, the first time
+        monkeypatch.setattr(json, "dump", dump)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(json, "dump", interrupted)
+    assert easycache_generate.main(job) == 130
+    stem = f"00000_seed3_{PROMPT}"
+    assert not (tmp_path / "v" / f"{stem}.mp4").exists()
+    assert easycache_generate.main(job) == 0
+    assert json.loads((tmp_path / "v" / f"{stem}_config.json").read_text())["arguments"]["seed"] == 3
+    assert (tmp_path / "v" / f"{stem}.mp4").is_file() and (tmp_path / "v" / f"{stem}.json").is_file()

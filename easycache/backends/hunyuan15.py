@@ -44,7 +44,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import copy
+import io
 import os
 import sys
 from pathlib import Path
@@ -52,6 +54,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..errors import UsageError
+from ..outputs import written_whole
 from ..runner import Backend, Settings, Video, prompt_required
 
 CHECKOUT_HINT = (
@@ -315,23 +318,74 @@ class Hunyuan15Backend(Backend):
         return [Video(video[0] if video.ndim == 5 else video, seed)]
 
     # ------------------------------------------------------------------ generate.py's file names
+    # The choice (a drop-in keeps what the program it replaces writes): with --output_path named, the
+    # video is written at exactly that path, replacing a file there, as generate.py's save_video
+    # does: the user named it, and scripts around generate.py read it there. Its _config.json records
+    # output_path as generate.py records it (the string given, "./outputs/cat.mp4" kept as spelled;
+    # arguments.output_path null where the flag was not given) and the console says generate.py's
+    # own "Saved video to: ..." lines. Only where no path was named (generate.py's default
+    # ./outputs/output_{version}_{time}.mp4, one name a second) does a name taken already get a
+    # number (_2, _3: Names.free) instead of replacing the earlier video, which no one named.
     def video_path(self, save_dir: Path, seed: int, prompt: str) -> Path:
         """``--output_path``, else generate.py's ``./outputs/output_{transformer_version}_{time}.mp4``."""
         if self.args.output_path:
             return Path(self.args.output_path)
-        version = self.setup["transformer_version"]
-        return Path(self.generate_script().default_output_path(version))
+        self.default_output = self.generate_script().default_output_path(self.setup["transformer_version"])
+        return Path(self.default_output)
 
-    def written(self, path: Path) -> None:
-        """What generate.py writes beside the video: the pre-SR video and ``{name}_config.json``."""
+    def replaces_named_path(self) -> bool:
+        """True with ``--output_path``: written there, replacing what is there, as generate.py does."""
+        return bool(self.args.output_path)
+
+    def output_text(self, path: Path) -> str:
+        """``path`` spelled as generate.py spells it in its _config.json and its console lines:
+        ``--output_path`` exactly as given, its default name as it makes it (a numbered one in the
+        same folder, spelled alike); a batch's job names as paths."""
+        default = getattr(self, "default_output", None)
+        for text in (self.args.output_path, default):
+            if text and Path(text) == path:
+                return text
+        if default and Path(default).parent == path.parent:
+            return os.path.join(os.path.dirname(default), path.name)
+        return str(path)
+
+    def beside(self, path: Path) -> None:
+        """What generate.py writes beside the video: the pre-SR video and ``{name}_config.json``, with
+        ``args`` as generate.py has them (``output_path`` as given, None where unset). Written before
+        the video (the mark of a finished job in a batch); their console lines wait for ``announce``,
+        so the console reads as generate.py's."""
         module, last = self.generate_script().module(), getattr(self, "last", None)
+        self.pending_lines = []
         if last is None:
             return
-        last.args.output_path = str(path)
+        text = self.output_text(path)
         if last.sr and last.args.save_pre_sr_video:
-            module["save_video"](last.out.videos, str(path.with_name(f"{path.stem}_before_sr{path.suffix}")))
+            base, ext = os.path.splitext(text)
+            original = f"{base}_before_sr{ext}"
+            with written_whole(Path(original)) as tmp:
+                module["save_video"](last.out.videos, str(tmp))
+            self.pending_lines.append(f"Saved original video (before SR) to: {original}")
         if last.args.save_generation_config:
-            module["save_config"](last.args, str(path), self.setup["task"], self.setup["transformer_version"])
+            said = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(said):
+                    module["save_config"](last.args, text, self.setup["task"], self.setup["transformer_version"])
+            except Exception as error:  # noqa: BLE001 - generate.py carries on without its config too (silently)
+                from loguru import logger
+
+                logger.warning(f"{text}: generate.py's save_config failed ({type(error).__name__}: {error}); "
+                               "the video is written without its _config.json")
+            self.pending_lines += said.getvalue().splitlines()
+
+    def announce(self, path: Path) -> None:
+        """generate.py's own console lines for a written video (``print``, as it prints them, on
+        stdout): "Saved video to: PATH" ("Saved SR video to:" with the SR stage), then those of the
+        files beside it."""
+        last = getattr(self, "last", None)
+        kind = "SR video" if last is not None and last.sr else "video"
+        for line in [f"Saved {kind} to: {self.output_text(path)}", *getattr(self, "pending_lines", [])]:
+            print(line, flush=True)
+        self.pending_lines = []
 
     def extra_record(self) -> dict:
         setup = getattr(self, "setup", {})
