@@ -280,6 +280,22 @@ def test_a_fresh_page_marks_its_first_timed_run(tmp_path, one_thread, monkeypatc
     assert not alone.cold
 
 
+def test_the_page_interleaves_its_timed_runs_as_the_command_line_does(session, monkeypatch):
+    """baseline, EasyCache, baseline, ... (the demo times each 3 times): load on the machine falls
+    on both variants, never on the baseline's runs alone."""
+    order = []
+    original = session.backend.sample
+
+    def sample(*args, **kwargs):
+        order.append("baseline" if session.cache.config.thresh == 0 else "easycache")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(session.backend, "sample", sample)
+    result = session.generate(form(session, compare=True, steps=10))
+    assert order == ["baseline", "easycache"] * session.backend.timing_repeats
+    assert result.record["summary"]["computed"] < result.baseline_record["summary"]["computed"] == 10
+
+
 def test_a_disturbed_baseline_is_not_claimed(session):
     """The baseline's transformer calls slowed by something else on the machine: the page shows the
     seconds and claims no speedup above what skipping calls gives."""
