@@ -8,6 +8,7 @@ reason, and never silently dropped.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -35,6 +36,11 @@ class Method:
     ``needs_guidance``: works on the branches of classifier-free guidance; not run on a model that
     makes one call per step. ``batches_guidance``: runs the two branches as one batched call, which
     the pipeline must offer (``batch_guidance``, as the demo pipelines do).
+
+    ``prepare(pipe)``: once the model is loaded, before anything is timed: why the method cannot run
+    on it, or None once it has what it needs (TeaCache: its coefficients). ``details``: what the
+    results should say about how the method was set up (filled by ``prepare``; the same dict for
+    every setting of a method), written to results.json's ``meta.details`` and under the table.
     """
 
     name: str
@@ -47,6 +53,8 @@ class Method:
     leaves_state: bool = False
     needs_guidance: bool = False
     batches_guidance: bool = False
+    prepare: Callable[[Any], str | None] | None = field(default=None, repr=False)
+    details: dict = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -245,7 +253,86 @@ def cache_dit_methods() -> list[Method]:
     return [make(t) for t in (0.08, 0.12, 0.24)]
 
 
-def all_methods(num_steps: int, thresholds=(0.01, 0.025, 0.05, 0.1), warmup_steps: int = 5) -> list[Method]:
+def teacache_methods(model: str | None, folder: str | None, num_steps: int) -> list[Method]:
+    """TeaCache (``bench/teacache.py``) on HunyuanVideo's and Wan's transformers, with the model's
+    coefficients (``teacache.coefficients_for``: a demo's fit, or the released ones), at the
+    thresholds of its architecture (``teacache.THRESHOLDS``: the released presets and a sweep around
+    them; known once the model is loaded, so each row's setting is filled in by ``prepare``)."""
+    import teacache
+
+    details: dict = {}
+    chosen: dict = {}
+
+    def choose(pipe) -> str | None:
+        """The model's coefficients and steps always computed, once for every setting."""
+        if "why" in chosen:
+            return chosen["why"]
+        arch = teacache.architecture(pipe.transformer)
+        if arch is None:
+            chosen["why"] = (f"TeaCache here reads HunyuanVideo's and Wan's first block; "
+                             f"{type(pipe.transformer).__name__} is neither")
+            return chosen["why"]
+        coefficients, source = teacache.coefficients_for(model or "", folder or "", pipe.transformer)
+        chosen["why"] = None if coefficients is not None else source
+        if coefficients is not None:
+            first, last = teacache.FORCED[arch]
+            chosen.update(arch=arch, coefficients=coefficients, first=first, last=last)
+            fitted = teacache.RESULTS / (folder or "") / teacache.COEFFICIENTS_FILE
+            fit = json.loads(fitted.read_text()) if source.startswith("fitted") else {}
+            details.update({
+                "coefficients": list(coefficients), "source": source, "indicator": teacache.INDICATORS[arch],
+                "steps_always_computed": f"the first {first} and the last {last}",
+                "thresholds": f"{list(teacache.THRESHOLDS[arch])}, the released presets {list(teacache.PRESETS[arch])} "
+                              "among them",
+            })
+            if fit:
+                details["fit"] = {k: fit[k] for k in ("r2", "points", "seeds", "steps", "steps_fitted") if k in fit}
+                details["calibration_prompts"] = f"{len(fit['prompts'])}, none of them timed"
+        return chosen["why"]
+
+    def make(slot: int) -> Method:
+        def prepare(pipe):
+            why = choose(pipe)
+            if why is None:
+                method.setting = f"threshold {teacache.THRESHOLDS[chosen['arch']][slot]}"
+            return why
+
+        def install(pipe):
+            config = teacache.TeaCacheConfig(teacache.THRESHOLDS[chosen["arch"]][slot], tuple(chosen["coefficients"]),
+                                             chosen["first"], chosen["last"])
+            return teacache.TeaCache(pipe.transformer, config,
+                                     lambda: getattr(pipe, "_num_timesteps", None) or num_steps).install()
+
+        method = Method("TeaCache", f"threshold #{slot + 1}", install, lambda pipe, handle: handle.remove(),
+                        calls_bound_speedup=True,  # a skipped call runs none of the blocks
+                        prepare=prepare, details=details)
+        return method
+
+    return [make(k) for k in range(teacache.SWEEP_LENGTH)]
+
+
+def navicache_methods(thresholds=(0.01, 0.025, 0.05, 0.1)) -> list[Method]:
+    """NaviCache as released (``bench/navicache.py``): the bench's EasyCache thresholds and the
+    release's HunyuanVideo presets, its own warm-up (5 steps) and noises (Q = R = 0.05)."""
+    import navicache
+
+    details = {"rule": "as released (NaviCache4HunyuanVideo): EasyCache's rule with k replaced by a scalar Kalman "
+                       f"estimate, Q = {navicache.PROCESS_NOISE}, R = {navicache.MEASUREMENT_NOISE}, "
+                       f"{navicache.WARMUP_STEPS} warm-up steps, the last step computed",
+               "presets": list(navicache.PRESETS)}
+
+    def make(thresh):
+        config = easycache.EasyCacheConfig(thresh=thresh, warmup_steps=navicache.WARMUP_STEPS)
+        return Method("NaviCache (as released)", f"thresh {thresh}", lambda pipe: navicache.install(pipe, config),
+                      navicache.remove, calls_bound_speedup=True, details=details)  # skips whole calls
+
+    return [make(t) for t in sorted(set(thresholds) | set(navicache.PRESETS))]
+
+
+def all_methods(num_steps: int, thresholds=(0.01, 0.025, 0.05, 0.1), warmup_steps: int = 5,
+                model: str | None = None, folder: str | None = None) -> list[Method]:
+    """Every method for ``model`` (its --model name; ``folder``: its results folder's name, where a
+    TeaCache fit of it is looked for)."""
     return [
         baseline(),
         batched_guidance_baseline(),
@@ -254,4 +341,6 @@ def all_methods(num_steps: int, thresholds=(0.01, 0.025, 0.05, 0.1), warmup_step
         *easycache_methods(thresholds, warmup_steps, "EasyCache + extrapolated delta", extrapolate=True),
         *diffusers_methods(num_steps),
         *cache_dit_methods(),
+        *teacache_methods(model, folder, num_steps),
+        *navicache_methods(thresholds),
     ]

@@ -20,7 +20,7 @@ def _timing_line(meta: dict) -> str:
             f"the baseline's {timing['baseline_runs_per_video']} runs interleaved with them (the baseline timed "
             f"before every {timing['baseline_every']} method(s) and after the last), after one untimed warm-up. "
             f"{FLAG}: a speedup above calls / computed, the most that skipping calls can give where every "
-            f"computed call runs the whole transformer (EasyCache, FirstBlockCache, MagCache, DBCache): a timing "
+            f"computed call runs the whole transformer (EasyCache, NaviCache, TeaCache, FirstBlockCache, MagCache, DBCache): a timing "
             f"artefact, not a result.")
 
 
@@ -29,6 +29,17 @@ def _branches(row: dict) -> str:
     parts = [f"{name.replace('_', '+')} {counts['computed']} / {counts['calls']}"
              for name, counts in sorted(row.get("branches", {}).items())]
     return ", ".join(parts) or "-"
+
+
+def _detail(value) -> str:
+    """A method's detail in a line: numbers to 4 significant digits, lists and dicts inline."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_detail(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "(" + ", ".join(f"{k.replace('_', ' ')} {_detail(v)}" for k, v in value.items()) + ")"
+    return str(value)
 
 
 def write_table(rows: list[dict], meta: dict, path: Path) -> str:
@@ -67,6 +78,9 @@ def write_table(rows: list[dict], meta: dict, path: Path) -> str:
             f"{_fmt(row['ssim'], 4)} | {_fmt(row['lpips'], 4)} | "
             f"{'-' if memory is None else f'{memory / 2**20:.0f}'} |"
         )
+    for name, details in meta.get("details", {}).items():
+        lines += ["", f"{name}: " + "; ".join(f"{key.replace('_', ' ')}: {_detail(value)}"
+                                             for key, value in details.items()) + "."]
     if flagged:
         lines += ["", f"{FLAG} Speedup above calls / computed (timing artefact; rerun with more --repeats on an idle "
                       f"machine): " + "; ".join(flagged) + "."]

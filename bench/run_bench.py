@@ -16,8 +16,9 @@ SSIM (and LPIPS where it loads) against the baseline's frames, peak memory. Writ
 already holds results is refused unless ``--overwrite``).
 
 "Computed" counts calls in which the transformer's last block ran (its output projection):
-EasyCache skips whole calls, block caches (FirstBlockCache, DBCache, MagCache) run the call but
-skip its later blocks; TaylorSeer and PyramidAttentionBroadcast skip work inside blocks, so their
+EasyCache and NaviCache skip whole calls, TeaCache runs a call's embedders and output layer but
+none of its blocks, block caches (FirstBlockCache, DBCache, MagCache) run the call but skip its
+later blocks; TaylorSeer and PyramidAttentionBroadcast skip work inside blocks, so their
 calls all count as computed and only their time shows the saving.
 
 Timing. One untimed generation warms the process up (allocator, kernels). Then, for each repeat
@@ -25,7 +26,7 @@ and each (prompt, seed), the methods run in turn with the baseline (no cache) ti
 every ``--baseline-every`` methods and once after the last: ``baseline, m1, baseline, m2, ...,
 baseline``. A video's time is the best (minimum) of its runs, for the baseline over all of its
 interleaved runs, so background load while the baseline runs cannot inflate a speedup. Where every
-call counted as computed runs the whole transformer (EasyCache, FirstBlockCache, MagCache, DBCache),
+call counted as computed runs the whole transformer (EasyCache, NaviCache, TeaCache, FirstBlockCache, MagCache, DBCache),
 a speedup cannot exceed calls / computed; one that does (by more than 5%) is a timing artefact and
 is flagged in the table, the JSON and the log.
 
@@ -511,13 +512,15 @@ def check_dtype(name: str) -> None:
         raise Refusal(f"--dtype {name}: not a torch dtype; use bfloat16, float16 or float32")
 
 
-def chosen_methods(args) -> list[Method]:
-    """The baseline first, then the methods ``--methods`` names (all where it is not given)."""
+def chosen_methods(args, model: str | None = None) -> list[Method]:
+    """The baseline first, then the methods ``--methods`` names (all where it is not given), for
+    ``model`` (TeaCache looks up its coefficients by the model's folder name)."""
     from methods import (
         all_methods,  # bench/: Python puts a script's own folder on the import path
     )
 
-    methods = all_methods(args.steps, tuple(args.thresholds), warmup_steps=args.warmup_steps)
+    methods = all_methods(args.steps, tuple(args.thresholds), warmup_steps=args.warmup_steps, model=model,
+                          folder=folder_name(model) if model else None)
     if args.methods:
         unmatched = [k for k in args.methods if not any(k.lower() in m.name.lower() for m in methods)]
         if unmatched:
@@ -532,12 +535,14 @@ def model_folders(out: Path, models: list[str]) -> list[Path]:
     after it (``demo``, ``demo-wan``; a local folder by its name, a hub id ``owner--name``)."""
     if len(models) == 1:
         return [out]
-    def name(model: str) -> str:  # a local folder by its own name; a hub id owner/name as owner--name
-        path = Path(os.path.expanduser(model))
-        text = path.name if path.is_dir() else model
-        return re.sub(r"[^A-Za-z0-9._-]+", "--", text).strip("-.") or "model"
+    return [out / folder_name(m) for m in models]
 
-    return [out / name(m) for m in models]
+
+def folder_name(model: str) -> str:
+    """A model's folder name: a local folder by its own name; a hub id owner/name as owner--name."""
+    path = Path(os.path.expanduser(model))
+    text = path.name if path.is_dir() else model
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", text).strip("-.") or "model"
 
 
 def check_model_list(models: list[str]) -> None:
@@ -713,7 +718,7 @@ def run(args, prompts: list[str], out: Path) -> bool:
             lpips_status = f"unavailable: {error}"
     written = False
     for model, folder in zip(args.model, model_folders(out, args.model)):
-        run_model(args, model, prompts, chosen_methods(args), folder, (lpips_fn, lpips_status))
+        run_model(args, model, prompts, chosen_methods(args, model), folder, (lpips_fn, lpips_status))
         written = True
     return written
 
@@ -735,6 +740,9 @@ def run_model(args, model: str, prompts: list[str], methods: list[Method], out: 
     calls_per_step = counter.take()[0] / args.steps
     baseline, peers = methods[0], methods[1:]  # all_methods lists the baseline (no cache) first
     reasons = {i: m.unavailable or guidance_mismatch(m, pipe, calls_per_step) for i, m in enumerate(peers)}
+    for i, method in enumerate(peers):
+        if not reasons[i] and method.prepare is not None:
+            reasons[i] = method.prepare(pipe)  # e.g. TeaCache: no coefficients for this model
     unavailable: dict[int, str] = {i: reason for i, reason in reasons.items() if reason}
     for i, method in enumerate(peers):
         if i in unavailable or method.calibrate is None:
@@ -766,8 +774,13 @@ def run_model(args, model: str, prompts: list[str], methods: list[Method], out: 
         rows.append(row)
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    details = {}
+    for i in runnable:
+        if peers[i].details and peers[i].name not in details:
+            details[peers[i].name] = peers[i].details
     meta = {
         "model": model, "prompts": prompts, "calls_per_step": calls_per_step, "seeds": args.seeds, "steps": args.steps,
+        "details": details,
         "repeats": args.repeats, "device": device, "lpips": lpips_status, "torch": torch.__version__,
         "timing": {
             "warmup": "one untimed baseline generation before anything is timed",
@@ -784,7 +797,7 @@ def run_model(args, model: str, prompts: list[str], methods: list[Method], out: 
                        "summed over videos",
             "speedup": "baseline seconds / method seconds",
             "calls_ratio_bound": ("where calls_ratio_bounds_speedup (every computed call runs the whole "
-                                  "transformer: EasyCache, FirstBlockCache, MagCache, DBCache) a speedup above "
+                                  "transformer: EasyCache, NaviCache, TeaCache, FirstBlockCache, MagCache, DBCache) a speedup above "
                                   f"calls / computed x {1 + SPEEDUP_TOLERANCE:g} is a timing artefact: "
                                   "speedup_exceeds_calls_ratio"),
         },

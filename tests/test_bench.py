@@ -164,7 +164,8 @@ def runs(tiny_model_dir, tmp_path_factory):
     two_cwd.mkdir()
     (two_cwd / "prompts.txt").write_text("a red circle moving left\n")
     commands["two-models"] = (["--model", "demo-wan", str(tiny_model_dir), *TINY, "--steps", "8", "--thresholds",
-                               "1.0", "--methods", "EasyCache", "FasterCache", "SeaCache", "--out", "out"], two_cwd)
+                               "1.0", "--methods", "EasyCache", "FasterCache", "SeaCache", "TeaCache", "NaviCache", "--out", "out"],
+                               two_cwd)
     refusals = refusal_commands(root / "refusals", tiny_model_dir)
     before = {name: snapshot(cwd) for name, (_, cwd) in refusals.items()}
     for _, cwd in refusals.values():
@@ -396,6 +397,31 @@ def test_two_models_in_one_run_each_in_its_folder_with_calls_per_branch(runs, ti
     assert "per branch" not in (out / tiny_model_dir.name / "results.md").read_text()
 
 
+def test_teacache_and_navicache_rows_on_both_kinds_of_model(runs, tiny_model_dir):
+    """TeaCache runs on demo-wan with the committed fit and on a diffusers HunyuanVideo with the
+    released coefficients, at its architecture's thresholds, the table saying which; NaviCache at the
+    bench's thresholds and its release's presets."""
+    import teacache
+
+    out = runs["two_out"]
+    wan, tiny = (json.loads((out / name / "results.json").read_text()) for name in ("demo-wan", tiny_model_dir.name))
+    for result, arch, calls, source in ((wan, "wan", 16, "fitted on this model (bench/results/demo-wan/"),
+                                        (tiny, "hunyuan", 8, "released for HunyuanVideo")):
+        tea = [r for r in result["rows"] if r["method"] == "TeaCache"]
+        assert [r["setting"] for r in tea] == [f"threshold {t}" for t in teacache.THRESHOLDS[arch]], tea
+        assert not [r for r in tea if "unavailable" in r], tea
+        assert all(r["calls"] == calls and 0 < r["computed"] <= calls and r["calls_ratio_bounds_speedup"] for r in tea)
+        assert tea[-1]["computed"] < calls, "the largest threshold skips calls"
+        details = result["meta"]["details"]["TeaCache"]
+        assert details["source"].startswith(source) and len(details["coefficients"]) == 5
+        navi = [r for r in result["rows"] if r["method"] == "NaviCache (as released)"]
+        assert [r["setting"] for r in navi] == ["thresh 0.025", "thresh 0.035", "thresh 0.04", "thresh 1.0"]
+        assert all("calls" in r for r in navi)
+    assert "fit" in wan["meta"]["details"]["TeaCache"] and "fit" not in tiny["meta"]["details"]["TeaCache"]
+    table = (out / "demo-wan" / "results.md").read_text()
+    assert "TeaCache: coefficients: [" in table and "NaviCache (as released): rule: as released" in table
+
+
 def test_model_folders():
     out = Path("o")
     assert run_bench.model_folders(out, ["demo"]) == [out]
@@ -429,7 +455,7 @@ def test_which_methods_the_calls_ratio_bounds():
 
     bounded = {m.name: m.calls_bound_speedup for m in all_methods(8)}  # available here or not
     for name in ("no cache", "EasyCache", "EasyCache + cap 2 reuses", "EasyCache + extrapolated delta",
-                 "FirstBlockCache", "MagCache"):
+                 "FirstBlockCache", "MagCache", "TeaCache", "NaviCache (as released)"):
         assert bounded[name], name
     for name in ("TaylorSeer", "PyramidAttentionBroadcast"):
         assert not bounded[name], name
