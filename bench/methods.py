@@ -339,6 +339,9 @@ def all_methods(num_steps: int, thresholds=(0.01, 0.025, 0.05, 0.1), warmup_step
         *easycache_methods(thresholds, warmup_steps),
         *easycache_methods(thresholds, warmup_steps, "EasyCache + cap 2 reuses", max_consecutive_reuse=2),
         *easycache_methods(thresholds, warmup_steps, "EasyCache + extrapolated delta", extrapolate=True),
+        # kalman_rate alone is NaviCache as released, call for call (tests/test_peers.py): its rows are NaviCache's
+        *easycache_methods(thresholds, warmup_steps, "EasyCache + extrapolated delta + Kalman k", extrapolate=True,
+                           kalman_rate=True),
         *diffusers_methods(num_steps),
         *cache_dit_methods(),
         *teacache_methods(model, folder, num_steps),

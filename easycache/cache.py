@@ -78,6 +78,12 @@ class EasyCacheConfig:
         "first order from the last two computed steps instead of the last delta as it is; costs one "
         "more latent per branch",
     )
+    kalman_rate: bool = knob(
+        False, "beyond the rule, off by default: decide with a scalar Kalman estimate of the "
+        "transformation rate k over the computed steps (NaviCache's filter: process and measurement "
+        "noise 0.05, restarted at each warm-up step) instead of the last measured k; one noisy "
+        "measurement then moves the decisions less. Costs nothing",
+    )
 
     def __post_init__(self) -> None:
         if not (isinstance(self.thresh, (int, float)) and math.isfinite(self.thresh) and self.thresh >= 0):
@@ -93,6 +99,9 @@ class EasyCacheConfig:
     def as_record(self) -> dict:
         """Every field but the process group (not data), for a run's JSON."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "process_group"}
+
+
+KALMAN_NOISE = 0.05  # ``kalman_rate``'s process and measurement noise variances (NaviCache's Q = R)
 
 
 def not_compiled(fn: Callable) -> Callable:
@@ -194,6 +203,8 @@ class _RuleState:
     x_full: torch.Tensor | None = None
     v_full: torch.Tensor | None = None
     k: float | None = None
+    k_estimate: float = 0.0  # ``kalman_rate``: the filtered rate and its variance
+    k_variance: float = 1.0
     error: float = 0.0
     decision_error: float = 0.0
     reused_in_row: int = 0
@@ -303,7 +314,7 @@ class EasyCache:
         state = self._state
         state.owner = owner
         state.x_prev = state.x_full = state.v_full = state.k = state.narrow = None
-        state.error = 0.0
+        state.error, state.k_estimate, state.k_variance = 0.0, 0.0, 1.0
         state.branches = {}
 
     def _decide(self, x: torch.Tensor) -> bool:
@@ -347,10 +358,26 @@ class EasyCache:
             return
         if state.v_full is not None and state.x_full is not None and state.v_full.shape == v.shape:
             state.k = _ratio(mean_abs(v - state.v_full), mean_abs(x - state.x_full))
+            if self.config.kalman_rate and state.k is not None:
+                state.k = self._filtered_rate(state.k)
         state.x_full = x.detach().clone()
         state.v_full = v.detach()
         if state.x_prev is None or state.x_prev.shape != x.shape:
             state.x_prev = state.x_full
+
+    def _filtered_rate(self, z: float) -> float:
+        """``kalman_rate``: the scalar Kalman estimate after measuring the rate ``z``. During the
+        warm-up the estimate is the measurement (variance 1); after it, with ``Q = R = KALMAN_NOISE``:
+        ``P += Q; K = P / (P + R); k += K (z - k); P *= 1 - K``."""
+        state = self._state
+        if state.step < self.config.warmup_steps:
+            state.k_estimate, state.k_variance = z, 1.0
+        else:
+            state.k_variance += KALMAN_NOISE
+            gain = state.k_variance / (state.k_variance + KALMAN_NOISE)
+            state.k_estimate = (1.0 - gain) * state.k_estimate + gain * z
+            state.k_variance *= 1.0 - gain
+        return state.k_estimate
 
     def _agree(self, compute: bool, device: torch.device) -> bool:
         """All ranks of ``process_group`` take the same decision: compute if any rank would."""

@@ -9,6 +9,7 @@ transformer. No timing here: speed is measured by the benchmark, side by side in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -330,3 +331,49 @@ def test_teacache_on_the_tiny_diffusers_hunyuanvideo_with_the_released_coefficie
     finally:
         cache.remove()
     assert [c for _, _, c in cache.decisions] == [True] + [False] * 5 + [True, True]
+
+
+# ---------------------------------------------------------------------------------------------
+# EasyCache's kalman_rate knob: NaviCache's filter, off by default.
+
+
+def test_kalman_rate_is_off_by_default_and_costs_nothing_at_thresh_zero():
+    assert EasyCacheConfig().kalman_rate is False
+    timesteps = shifted_timesteps(20)
+    x0 = torch.randn(1, 4, 3, 4, 4, generator=torch.Generator().manual_seed(3))
+    plain, x_plain = run_toy(lambda m: easycache.apply_easycache(m, EasyCacheConfig(0.0, 5, 20)), x0, timesteps)
+    kalman, x_kalman = run_toy(lambda m: easycache.apply_easycache(m, EasyCacheConfig(0.0, 5, 20, kalman_rate=True)),
+                               x0, timesteps)
+    assert torch.equal(x_plain, x_kalman) and all(r.computed for r in kalman.records)
+    assert [r.k for r in kalman.records] != [r.k for r in plain.records], "the recorded k is the estimate"
+
+
+@pytest.mark.parametrize("thresh", [0.025, 0.05, 0.1, 0.3])
+@pytest.mark.parametrize("warmup,n,seed", [(5, 50, 0), (2, 20, 1)])
+def test_kalman_rate_is_navicache_as_released_call_for_call(thresh, warmup, n, seed):
+    timesteps = shifted_timesteps(n)
+    x0 = torch.randn(2, 4, 3, 4, 4, generator=torch.Generator().manual_seed(seed))
+    config = EasyCacheConfig(thresh, warmup, n, kalman_rate=True)
+    knob, x_knob = run_toy(lambda m: easycache.apply_easycache(m, config), x0, timesteps)
+    navi, x_navi = run_toy(navicache_on(dataclasses.replace(config, kalman_rate=False), navicache.PROCESS_NOISE,
+                                        navicache.MEASUREMENT_NOISE), x0, timesteps)
+    assert decisions(knob) == decisions(navi)
+    assert [r.k for r in knob.records] == [r.k for r in navi.records]
+    assert torch.equal(x_knob, x_navi)
+
+
+def test_kalman_rate_on_a_demo_with_guidance_and_extrapolation(pipe):
+    """On both demos, with the extrapolated delta too: the knob's decisions are NaviCache's."""
+    for extra in ({}, {"extrapolate": True}):
+        config = EasyCacheConfig(thresh=0.05, warmup_steps=5, **extra)
+        knob = easycache.apply_easycache(pipe, dataclasses.replace(config, kalman_rate=True))
+        try:
+            video_knob = generate(pipe)
+        finally:
+            easycache.remove_easycache(pipe)
+        navi = navicache.install(pipe, config)
+        try:
+            video_navi = generate(pipe)
+        finally:
+            navicache.remove(pipe)
+        assert decisions(knob) == decisions(navi) and np.array_equal(video_knob, video_navi)
