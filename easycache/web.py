@@ -21,6 +21,7 @@ import math
 import random
 import re
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -115,6 +116,7 @@ class Result:
     side_by_side: Path | None = None
     cold: bool = False  # the video's kept timing was the first run since the model loaded (warm-up in it)
     baseline_cold: bool = False  # the same for the baseline's: its seconds are no baseline for a ratio
+    note: str | None = None  # what the page must say beside the numbers (the files went elsewhere)
 
 
 @dataclass
@@ -253,27 +255,37 @@ class PageSession:
                 sampled.append((name, Video(channels_last(videos[0].frames), seed), timing))
             identity = {"backend": self.backend.name, **self.backend.job_key(args),
                         "easycache": {"enabled": form.easycache, **options.cache}, "prompt": form.prompt, "seed": seed}
-            path, written = self.write(generation, names, form.prompt, seed, identity, sampled)
+            path, written, note = self.write(generation, names, form.prompt, seed, identity, sampled)
         result = read_result(path, written)
+        result.note = note
         result.cold = variants[-1] in cold
         result.baseline_cold = result.baseline is not None and "baseline" in cold
         return result
 
     def write(self, generation: Generation, names: Names, prompt: str, seed: int, identity: dict,
-              sampled: list) -> tuple[Path, list[Path]]:
+              sampled: list) -> tuple[Path, list[Path], str | None]:
         """Write what was sampled into the save folder, made again if it is gone: a user may clear
         old outputs (the folder with them) while the page serves, and a video sampled for minutes
         must not be lost to that. Gone while writing (between two files), the whole set is written
-        again into the new folder, under a name free there."""
+        again into the new folder, under a name free there. Where the folder cannot be written at
+        all (a file now stands at its path, its permissions changed), the set goes to a new
+        temporary folder, and the returned note (shown in the page, logged) says where and why."""
         for attempt in (1, 2):
-            self.save_dir.mkdir(parents=True, exist_ok=True)
-            path = names.free(self.backend.video_path(self.save_dir, seed, prompt))
             try:
-                return path, generation.write(path, prompt, identity, sampled)
+                self.save_dir.mkdir(parents=True, exist_ok=True)
+                path = names.free(self.backend.video_path(self.save_dir, seed, prompt))
+                return path, generation.write(path, prompt, identity, sampled), None
             except FileNotFoundError:
                 if attempt == 2 or self.save_dir.is_dir():
                     raise
                 logger.warning(f"{self.save_dir} was removed while the page wrote into it: made again, writing again")
+            except OSError as error:
+                rescue = Path(tempfile.mkdtemp(prefix="easycache_page_"))
+                note = (f"--save-path {self.save_dir} cannot be written ({error.strerror or error}): this "
+                        f"generation was saved in {rescue} instead; make {self.save_dir} a writable folder again")
+                logger.warning(note)
+                path = names.free(self.backend.video_path(rescue, seed, prompt))
+                return path, generation.write(path, prompt, identity, sampled), note
         raise AssertionError("unreachable")
 
     def live_records(self) -> Progress:
@@ -430,7 +442,8 @@ def numbers_text(result: Result) -> str:
     if attention:
         rows.append(("attention", f"{attention['path']} ({attention['reason']})"))
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
-    return f"| this generation | |\n|---|---|\n{table}\n\nseed {record['seed']}; video: `{result.video}`"
+    note = f"\n\n**note:** {result.note}" if result.note else ""
+    return f"| this generation | |\n|---|---|\n{table}\n\nseed {record['seed']}; video: `{result.video}`{note}"
 
 
 def speedup_shown(measured: float | None, bound: float, baseline_cold: bool, marked: bool = False) -> str:

@@ -103,6 +103,23 @@ def test_save_folder_removed_between_two_files_loses_nothing(session, monkeypatc
     assert result.baseline.is_file() and result.metrics is not None
 
 
+def test_save_folder_replaced_by_a_file_loses_nothing_and_says_where(session):
+    """A file where the folder was (or a folder no longer writable): the sampled videos go to a new
+    folder, the page's numbers say where and why, naming --save-path; the user's file is untouched."""
+    shutil.rmtree(session.save_dir)
+    session.save_dir.write_text("precious")
+    try:
+        result = session.generate(form(session, compare=True))
+        assert session.save_dir.read_text() == "precious"
+        assert len(result.files) == 6 and all(p.is_file() for p in result.files)
+        assert result.video.parent != session.save_dir
+        assert result.note and "--save-path" in result.note and str(result.video.parent) in result.note
+        assert result.note in web.numbers_text(result)
+    finally:
+        session.save_dir.unlink()
+        session.save_dir.mkdir()
+
+
 # ---------------------------------------------------------------------------- 9: the address, before loading
 @pytest.fixture
 def taken_port():
