@@ -25,9 +25,11 @@ Timing. One untimed generation warms the process up (allocator, kernels). Then, 
 and each (prompt, seed), the methods run in turn with the baseline (no cache) timed again before
 every ``--baseline-every`` methods and once after the last: ``baseline, m1, baseline, m2, ...,
 baseline``. A video's time is the best (minimum) of its runs, for the baseline over all of its
-interleaved runs, so background load while the baseline runs cannot inflate a speedup. Where every
-call counted as computed runs the whole transformer (EasyCache, NaviCache, TeaCache, FirstBlockCache, MagCache, DBCache),
-a speedup cannot exceed calls / computed; one that does (by more than 5%) is a timing artefact and
+interleaved runs, so background load while the baseline runs cannot inflate a speedup. Methods whose
+removal leaves the transformer patched (cache-dit) are timed in a second round after all the
+others; each method's speedup is against the baseline runs of its own round. Where every call
+counted as computed runs the whole transformer (EasyCache, NaviCache, TeaCache, FirstBlockCache,
+MagCache, DBCache), a speedup cannot exceed calls / computed; one that does (by more than 5%) is a timing artefact and
 is flagged in the table, the JSON and the log.
 
 Every mistake that can be known before the model loads (a bad flag, a missing model or prompt file,
@@ -291,22 +293,30 @@ def _generate(pipe, counter: CallCounter, prompt: str, seed: int, args):
 def time_methods(methods: list[Method], pipe, counter: CallCounter, jobs, args):
     """Time the baseline (no cache installed) and ``methods`` interleaved (see ``interleaved_order``), each method
     installed just before its generation and removed just after; methods that ``leave_state`` in a
-    second round, after all the others. Returns (baseline's Timing,
-    {method index: Timing}, {method index: reason it failed}); a method that fails is dropped from
-    later runs and reported, not fatal."""
+    second round, after all the others. Returns (baseline's Timing over every round, {method index:
+    the baseline's Timing of the method's own round}, {method index: Timing}, {method index: reason
+    it failed}); a method that fails is dropped from later runs and reported, not fatal. A method's
+    speedup is against the baseline runs of its own round: load on the machine that comes and goes
+    between rounds then slows both sides of the ratio."""
     base = Timing()
     timings = {i: Timing() for i in range(len(methods))}
     failed: dict[int, str] = {}
     # Methods whose removal leaves the transformer patched run after every other method has finished.
     phases = [[i for i, m in enumerate(methods) if m.leaves_state == last] for last in (False, True)]
-    for repeat, phase in ((r, p) for p in phases if p for r in range(args.repeats)):
+    phases = [phase for phase in phases if phase]
+    rounds = [Timing() for _ in phases]
+    round_base = {i: rounds[k] for k, phase in enumerate(phases) for i in phase}
+    for repeat, k in ((r, k) for k in range(len(phases)) for r in range(args.repeats)):
+        phase = phases[k]
         order = [None if k is None else phase[k] for k in interleaved_order(len(phase), args.baseline_every)]
         logger().info(f"repeat {repeat + 1}/{args.repeats}: {len(jobs)} videos x {len(order)} runs "
                       f"({order.count(None)} of them the baseline)")
         for j, (prompt, seed) in enumerate(jobs):
             for i in order:
                 if i is None:
-                    base.add(j, *_generate(pipe, counter, prompt, seed, args))
+                    result = _generate(pipe, counter, prompt, seed, args)
+                    base.add(j, *result)
+                    rounds[k].add(j, *result)
                     continue
                 if i in failed:
                     continue
@@ -323,7 +333,7 @@ def time_methods(methods: list[Method], pipe, counter: CallCounter, jobs, args):
                     logger().warning(f"{method.label}: {failed[i]}")
                     continue
                 timings[i].add(j, *result)
-    return base, timings, failed
+    return base, round_base, timings, failed
 
 
 def quality(base_videos, videos, lpips_fn) -> dict:
@@ -348,6 +358,7 @@ def quality(base_videos, videos, lpips_fn) -> dict:
 
 
 def result_row(method: Method, timing: Timing, base: Timing, base_quality_of, speedup: float | None = None) -> dict:
+    """A method's row; ``base``: the baseline runs its speedup is against (those of its own round)."""
     calls, computed = sum(timing.calls), sum(timing.computed)
     speedup = base.seconds / timing.seconds if speedup is None else speedup
     bounded = method.calls_bound_speedup
@@ -358,7 +369,7 @@ def result_row(method: Method, timing: Timing, base: Timing, base_quality_of, sp
         "calls_ratio": calls_ratio(calls, computed),
         "calls_ratio_bounds_speedup": bounded,
         "speedup_exceeds_calls_ratio": speedup_exceeds_calls_ratio(speedup, calls, computed, bounded),
-        "run_seconds": timing.run_seconds,
+        "run_seconds": timing.run_seconds, "baseline_seconds": base.seconds,
         "peak_memory_bytes": timing.peak_memory_bytes,
         **base_quality_of(timing.videos),
     }
@@ -756,8 +767,9 @@ def run_model(args, model: str, prompts: list[str], methods: list[Method], out: 
     runnable = [i for i in range(len(peers)) if i not in unavailable]
     log.info(f"timing {len(runnable)} methods against {baseline.label} on {len(jobs)} videos, "
              f"{args.repeats} repeat(s), the baseline before every {args.baseline_every} method(s)")
-    base, timings, failed = time_methods([peers[i] for i in runnable], pipe, counter, jobs, args)
+    base, round_base, timings, failed = time_methods([peers[i] for i in runnable], pipe, counter, jobs, args)
     timings = {runnable[k]: t for k, t in timings.items()}
+    round_base = {runnable[k]: t for k, t in round_base.items()}
     unavailable.update({runnable[k]: reason for k, reason in failed.items()})
 
     base_quality_of = lambda videos: quality(base.videos, videos, lpips_fn)  # noqa: E731
@@ -766,7 +778,7 @@ def run_model(args, model: str, prompts: list[str], methods: list[Method], out: 
         if i in unavailable:
             rows.append({"method": method.name, "setting": method.setting, "unavailable": unavailable[i]})
             continue
-        row = result_row(method, timings[i], base, base_quality_of)
+        row = result_row(method, timings[i], round_base[i], base_quality_of)
         if row["speedup_exceeds_calls_ratio"]:
             log.warning(f"{method.label}: speedup {row['speedup']:.2f}x is above calls / computed "
                         f"({row['calls']} / {row['computed']} = {row['calls_ratio']:.2f}x), the most that skipping "
@@ -795,7 +807,8 @@ def run_model(args, model: str, prompts: list[str], methods: list[Method], out: 
             "baseline_runs_per_video": len(base.run_seconds[0]),
             "seconds": "per video the best (minimum) of its runs (the baseline: of all its interleaved runs), "
                        "summed over videos",
-            "speedup": "baseline seconds / method seconds",
+            "speedup": "baseline seconds / method seconds, the baseline's of the method's own round (the runs "
+                       "interleaved with it; a row's baseline_seconds)",
             "calls_ratio_bound": ("where calls_ratio_bounds_speedup (every computed call runs the whole "
                                   "transformer: EasyCache, NaviCache, TeaCache, FirstBlockCache, MagCache, DBCache) a speedup above "
                                   f"calls / computed x {1 + SPEEDUP_TOLERANCE:g} is a timing artefact: "

@@ -362,6 +362,7 @@ def test_json_records_the_interleaved_timings_and_the_speedup_flag(default_run):
         assert row["calls_ratio"] == row["calls"] / row["computed"]
         assert len(row["run_seconds"][0]) == 2 and row["seconds"] == min(row["run_seconds"][0])
         assert row["speedup"] == pytest.approx(base["seconds"] / row["seconds"])
+        assert row["baseline_seconds"] == pytest.approx(base["seconds"]), "one round: the baseline's runs are all its own"
         assert row["speedup_exceeds_calls_ratio"] == run_bench.speedup_exceeds_calls_ratio(
             row["speedup"], row["calls"], row["computed"], row["calls_ratio_bounds_speedup"])
         assert row["calls_ratio_bounds_speedup"], row["method"]  # EasyCache, FirstBlockCache, MagCache
@@ -530,3 +531,57 @@ def test_a_hub_id_that_cannot_be_fetched_online_is_one_line(tmp_path, capfd, mon
     assert lines == [f"error: --model some-owner/some-video-model: {says}" + lines[0].split(says, 1)[1]], lines
     assert asked == [("some-owner/some-video-model", "model_index.json")]
     assert snapshot(tmp_path) == before
+
+
+def test_peers_against_easycaches_curve(tmp_path):
+    """Each peer point is beaten (an EasyCache point at least as fast with at least its PSNR, or under
+    the line between two), above the curve (by how much), outside its speeds, or slower than no cache;
+    results.md says which, for all EasyCache variants together and for the rule alone."""
+    import report
+
+    def row(method, speedup, psnr, setting=""):
+        return {"method": method, "setting": setting, "speedup": speedup, "psnr": psnr, "psnr_frame_mean": psnr,
+                "ssim": 0.9, "lpips": None, "calls": 10, "computed": 5, "peak_memory_bytes": None}
+
+    rows = [row("no cache", 1.0, 100.0), row("EasyCache", 2.0, 40.0, "thresh 0.01"), row("EasyCache", 3.0, 30.0, "thresh 0.05"),
+            row("EasyCache + extrapolated delta", 3.0, 33.0, "thresh 0.05"),
+            row("Peer", 2.5, 36.0, "a"), row("Peer", 2.5, 34.0, "b"), row("Peer", 1.5, 45.0, "c"), row("Peer", 1.5, 39.0, "d"),
+            row("Peer", 0.9, 60.0, "e"), row("Peer", 3.5, 20.0, "f")]
+    # every variant: the front is (2.0x, 40) and (3.0x, 33) (the rule's 30 dB at 3.0x is beaten by the
+    # extrapolated delta): 36.5 dB at 2.5x, over a (36) and b (34); d is beaten by (2.0x, 40 dB)
+    every = report.envelope(rows)
+    assert (every["beaten"], every["slower_than_no_cache"], every["peer_points"], every["above"]) == (3, 1, 6, [])
+    assert [a["setting"] for a in every["outside"]] == ["c", "f"]
+    rule = report.envelope(rows, report.rule_alone)  # front (2.0x, 40), (3.0x, 30): 35 dB at 2.5x
+    assert [(a["setting"], round(a["margin"], 6)) for a in rule["above"]] == [("a", 1.0)]
+    (tmp_path / "results.json").write_text(json.dumps({"rows": rows, "meta": {
+        "model": "m", "prompts": ["p"], "seeds": [0], "steps": 8, "device": "CPU", "torch": "t", "lpips": "-"}}))
+    report.rewrite(tmp_path)
+    table = (tmp_path / "results.md").read_text()
+    assert "Against the rule alone" in table and "Peer a (2.50x, 36.00 dB: +1.00 dB over the curve's 35.00 dB)" in table
+    assert (tmp_path / "speed_psnr.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_method_is_timed_against_the_baseline_runs_of_its_own_round(monkeypatch):
+    """cache-dit runs in a second round after the others; load that comes with the second round
+    (here: every run from the fourth on takes twice as long, no clock read) slows its baseline runs
+    too, so its speedup stays the ratio of its own round, not one against the first round's runs."""
+    import argparse
+
+    import numpy as np
+    from methods import Method
+
+    runs = {"n": 0}
+
+    def fake_generate(pipe, counter, prompt, seed, args):
+        runs["n"] += 1
+        return np.zeros((1, 2, 2, 3), np.uint8), (1.0 if runs["n"] <= 3 else 2.0), 4, 2, None, {}
+
+    monkeypatch.setattr(run_bench, "_generate", fake_generate)
+    first = Method("First", "", lambda pipe: None, lambda pipe, handle: None)
+    leaky = Method("Leaky", "", lambda pipe: None, lambda pipe, handle: None, leaves_state=True)
+    args = argparse.Namespace(repeats=1, baseline_every=1)
+    base, round_base, timings, failed = run_bench.time_methods([first, leaky], None, None, [("p", 0)], args)
+    assert not failed and runs["n"] == 6, "baseline, First, baseline; then baseline, Leaky, baseline"
+    assert (round_base[0].seconds, round_base[1].seconds, base.seconds) == (1.0, 2.0, 1.0)
+    assert timings[1].seconds / round_base[1].seconds == 1.0, "Leaky against its own round's baseline"
