@@ -43,9 +43,10 @@ def hunyuan_video_path(save_path: str | os.PathLike, seed: int, prompt: str) -> 
     return Path(save_path) / f"{fit_file_stem(f'{time_flag}_seed{seed}_' + prompt[:100].replace('/', ''))}.mp4"
 
 
-def prepare_save_dir(save_path: str | os.PathLike) -> Path:
+def prepare_save_dir(save_path: str | os.PathLike, flag: str = "--save-path", given: str | None = None) -> Path:
     """Create the output folder and prove it writable up front, so a bad path fails before minutes
-    of generation."""
+    of generation. ``flag`` names it in the refusal (``given``: its value, where the folder is the
+    parent of a file it names, as HunyuanVideo-1.5's ``--output_path``)."""
     path = Path(save_path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,8 @@ def prepare_save_dir(save_path: str | os.PathLike) -> Path:
             pass
     except OSError as error:
         reason = error.strerror or type(error).__name__
-        raise UsageError(f"--save-path {path}: cannot write there ({reason}); pass a writable --save-path")
+        where = f"{given}: cannot write in {path}" if given is not None else f"{path}: cannot write there"
+        raise UsageError(f"{flag} {where} ({reason}); pass a writable {flag}")
     return path
 
 
@@ -93,6 +95,26 @@ def write_run_json(video_path: Path, run: dict) -> Path:
     with written_whole(path) as tmp:
         tmp.write_text(json.dumps(jsonable(run), indent=2, allow_nan=False))
     return path
+
+
+# The keys every run JSON of this project has (``build_run_record``): how a file at a run JSON's path
+# is known as one written earlier by this project (replaced by a run at a path the user named) and
+# not a file of the user's (never replaced).
+RUN_RECORD_KEYS = frozenset({"backend", "video", "prompt", "seed", "easycache", "summary", "args", "records",
+                             "versions"})
+
+
+def is_run_record(path: Path) -> bool:
+    """``path`` is a run JSON this project wrote (a plain file, not a link: its keys, and its
+    ``versions`` naming easycache)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(record, dict) and RUN_RECORD_KEYS <= record.keys()
+            and isinstance(record["versions"], dict) and "easycache" in record["versions"])
 
 
 def jsonable(value: Any) -> Any:

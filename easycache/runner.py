@@ -24,7 +24,7 @@ from loguru import logger
 from .api import apply_attention, apply_easycache, default_config
 from .batch import Job, JobLock, check_seeds, jobs_for, pending_jobs, run_jobs, shard
 from .cache import EasyCache, EasyCacheConfig
-from .errors import UsageError
+from .errors import RunFailed, UsageError
 from .outputs import announce_saved, build_run_record, hunyuan_video_path, prepare_save_dir, write_result
 
 # Flags that change how a video is made, not which video: left out of the job a rerun must match.
@@ -44,6 +44,8 @@ class Settings:
     steps: int
     num_videos: int = 1
     splits_video: bool = False  # the ranks split each video (sequence / context parallelism)
+    save_flag: str = "--save-path"  # the flag that names where the videos go, as its messages name it
+    save_given: str | None = None  # that flag's value as given, where it is not ``save_dir`` itself
 
 
 @dataclass
@@ -62,6 +64,7 @@ class Backend:
     timing_repeats = 1  # sample each video this many times and keep the fastest (noisy CPU timings)
     compare_with_baseline = False  # also sample at threshold 0; write both, their metrics and a GIF
     easycache_enabled = True  # set by the runner before ``parse``: False under --no-easycache
+    batch = False  # set by the runner before ``parse``: True with --prompt-file or --seeds (videos named by job)
 
     def __init__(self, hunyuan_root: str | None = None):
         self.hunyuan_root = hunyuan_root  # the checkout, for backends that run one (--hunyuan-root)
@@ -101,6 +104,11 @@ class Backend:
     def beside(self, path: Path) -> None:
         """Files the code base writes beside a video: called after its run JSON, before the video
         itself, so the video (in a batch, the mark of a finished job) is written last."""
+
+    def beside_paths(self, path: Path) -> list[Path]:
+        """The files ``beside`` writes for the video ``path``: a name where one of them is there
+        already is taken (``Names.taken``), so they are never written over."""
+        return []
 
     def announce(self, path: Path) -> None:
         """Say that ``path`` is written: the line the code base's own script prints, or ours."""
@@ -177,7 +185,7 @@ class Plan:
 
 def plan_run(backend: Backend, argv: list[str], options: RunOptions, extensions: tuple = ()) -> Plan:
     """Parse the backend's flags and check the seeds (one ``UsageError`` line for a bad one)."""
-    backend.easycache_enabled = options.enabled
+    backend.easycache_enabled, backend.batch = options.enabled, options.batch
     args, settings = backend.parse(argv, need_prompt=options.prompts is None)
     check_seeds([settings.seed], "--seed")
     check_seeds(options.seeds or [], "--seeds")
@@ -226,7 +234,7 @@ def run(backend: Backend, argv: list[str], options: RunOptions, extensions: tupl
     settings, names = plan.settings, plan.names
     ranks = Ranks.from_env(settings.splits_video, options.batch)
     if ranks.writes:
-        prepare_save_dir(settings.save_dir)
+        prepare_save_dir(settings.save_dir, settings.save_flag, settings.save_given)
     if options.batch and not pending_jobs(shard(plan.jobs, ranks.rank, ranks.world_size), settings.save_dir,
                                           names.final, plan.expected):
         logger.info(f"every video of this run is already in {settings.save_dir}: nothing to do, no model loaded")
@@ -261,9 +269,18 @@ def cache_config(model: Any, options: RunOptions, settings: Settings) -> tuple[E
 
 
 class Names:
-    """The files of one video: itself, or with a baseline ``*_baseline`` and ``*_easycache``."""
+    """The files of one video: itself, or with a baseline ``*_baseline`` and ``*_easycache``.
+
+    A run's files share one NAME, the video's stem (``same`` for ``same.mp4``, ``same_baseline.mp4``,
+    ``same_metrics.json``...). A name is taken where any file a run of these variants would write
+    under it is there (``files``), and a run reserves the NAME itself (``lock``: ``<stem>.lock``,
+    whatever the variants), so two runs choosing one stem exclude each other even where they write
+    different variants (a ``--no-easycache`` run and an EasyCache run into one folder in one second)."""
+
+    backend: Backend | None = None  # the code base, for the files it writes beside a video
 
     def __init__(self, backend: Backend, options: RunOptions):
+        self.backend = backend
         if not backend.compare_with_baseline:
             self.variants = ["video"]
         else:
@@ -281,28 +298,66 @@ class Names:
         """The file written last for ``path``: its presence marks the job finished."""
         return self.of(path, self.variants[-1])
 
+    @staticmethod
+    def metrics(path: Path) -> Path:
+        return path.with_name(f"{path.stem}_metrics.json")
+
+    @staticmethod
+    def gif(path: Path) -> Path:
+        return path.with_name(f"{path.stem}_side_by_side.gif")
+
+    def files(self, path: Path) -> list[Path]:
+        """Every file a run of these variants writes under ``path``'s name: each variant's video,
+        its run JSON and what the code base writes beside it; with a baseline compared, the
+        metrics JSON and the side-by-side GIF."""
+        files = []
+        for variant in self.variants:
+            video = self.of(path, variant)
+            files += [video, video.with_suffix(".json")]
+            if self.backend is not None:
+                files += self.backend.beside_paths(video)
+        if len(self.variants) == 2:
+            files += [self.metrics(path), self.gif(path)]
+        return files
+
     def taken(self, path: Path) -> bool:
-        """A video of ``path``'s name is there already."""
-        return any(self.of(path, v).exists() for v in self.variants)
+        """A file of ``path``'s name is there already (any of ``files``; a link counts, even one
+        to nothing): writing under that name would replace it."""
+        return any(os.path.lexists(f) for f in self.files(path))
+
+    @staticmethod
+    def lock(path: Path) -> JobLock:
+        """The reservation of ``path``'s name: ``<stem>.lock`` (not a variant's file), one for every
+        run that may choose the name, whatever variants it writes."""
+        return JobLock(path.with_suffix(""))
 
     def free(self, path: Path) -> Path:
         """``path``, or ``path`` numbered ``_2``, ``_3``... where the name is taken, reserved until
-        ``release``: the name is taken where one of its videos is there, or where another run (of
-        this process or any other) reserved it and is writing it. Reserving is atomic (the final
-        video's ``.lock``, created with O_CREAT | O_EXCL and naming its pid, as batch mode locks a
-        job), so two runs into one folder at once never pick the same name; a lock left by a process
-        that is gone is taken over."""
+        ``release``: the name is taken where one of its files is there, or where another run (of
+        this process or any other) reserved it and is writing it. Reserving is atomic (the name's
+        ``.lock``, created with O_CREAT | O_EXCL and naming its pid, as batch mode locks a job), so
+        two runs into one folder at once never pick the same name; a lock left by a process that is
+        gone is taken over."""
         n = 1
         while True:
             candidate = path if n == 1 else path.with_name(f"{path.stem}_{n}{path.suffix}")
             if not self.taken(candidate):
-                lock = JobLock(self.final(candidate))
+                lock = self.lock(candidate)
                 if lock.acquire():
-                    if not self.taken(candidate):  # not finished by another run between the look and the lock
+                    if not self.taken(candidate):  # not written by another run between the look and the lock
                         self.reserved[candidate] = lock
                         return candidate
                     lock.release()
             n += 1
+
+    def reserve(self, path: Path) -> bool:
+        """Reserve ``path``'s name as it is (a batch job's stable name), False where another run
+        holds it; ``release`` gives it back."""
+        lock = self.lock(path)
+        if not lock.acquire():
+            return False
+        self.reserved[path] = lock
+        return True
 
     def release(self, path: Path) -> None:
         """Give back the name ``free`` reserved for ``path`` (nothing where it reserved none)."""
@@ -330,26 +385,74 @@ class Generation:
     def single(self, prompt: str, seed: int, num_videos: int, save_dir: Path, writes: bool,
                job: Callable[[int], dict]) -> list[Path]:
         """``num_videos`` videos of one prompt, named as HunyuanVideo names them (never over a
-        finished video: a name taken already gets a number), or at the path the user named
-        (``Backend.replaces_named_path``)."""
+        file of a name taken already: it gets a number), or at the path the user named
+        (``Backend.replaces_named_path``). Sets that cannot be written there are written into a
+        temporary folder, and the run ends in one line saying why and where (``unsaved``)."""
         variants = self.sample_variants(prompt, seed, num_videos)
         if not writes:
             return []
-        written = []
+        written, failed, rescued = [], None, []
         for i, video in enumerate(variants[-1][1]):
             path = self.backend.video_path(save_dir, video.seed, prompt)
             if num_videos > 1 and len({v.seed for v in variants[-1][1]}) == 1:  # one seed for all: number them
                 path = path.with_name(f"{path.stem}_{i}{path.suffix}")
-            if not self.backend.replaces_named_path():
-                path = self.names.free(path)
-            written += self.write(path, prompt, job(video.seed),
-                                  [(name, videos[i], timing) for name, videos, timing in variants])
+            sampled = [(name, videos[i], timing) for name, videos, timing in variants]
+            if failed is None:
+                try:
+                    if not self.backend.replaces_named_path():
+                        path = self.names.free(path)
+                    written += self.write(path, prompt, job(video.seed), sampled)
+                    continue
+                except OSError as error:
+                    failed = (path, error)
+            rescued.append(self.unsaved(path, prompt, job(video.seed), sampled))
+        if failed is not None:
+            raise RunFailed(unsaved_line(*failed, written, rescued)) from failed[1]
         return written
 
+    # Writing can fail after minutes of sampling although the folder was proven writable before
+    # loading (a full disk, the folder removed or made read-only meanwhile). That is no bug and no
+    # mistake in the command line: it ends the run in one ``error:`` line naming the path and the
+    # reason (exit 1, as a run that could not make everything), never a traceback. The files written
+    # before are kept (each written whole: no half file). A single run's sampled videos are not
+    # dropped: they are written into a new temporary folder, as the web page does, and the line says
+    # where; a batch stops at that job, its finished videos kept, and the same command resumes it.
+    def unsaved(self, path: Path, prompt: str, identity: dict, sampled: list) -> Path | OSError:
+        """Write a set that could not be written at ``path`` into a new temporary folder: the
+        folder, or the error that stopped that too."""
+        import tempfile
+
+        if getattr(self, "rescue_folder", None) is None:
+            try:
+                self.rescue_folder = Path(tempfile.mkdtemp(prefix="easycache_unsaved_"))
+            except OSError as error:
+                return error
+        try:
+            self.write(self.names.free(self.rescue_folder / path.name), prompt, identity, sampled)
+        except OSError as error:
+            return error
+        return self.rescue_folder
+
     def job(self, job: Job, path: Path, identity: dict) -> list[Path]:
-        """One prompt x seed of a batch, written under the job's stable name."""
-        variants = self.sample_variants(job.prompt, job.seed, 1)
-        return self.write(path, job.prompt, identity, [(name, videos[0], timing) for name, videos, timing in variants])
+        """One prompt x seed of a batch, written under the job's stable name, reserved (``Names.lock``,
+        as a single run reserves its name) while it is made: a run making the same name with other
+        variants (``--no-easycache`` and EasyCache into one folder) holds it, and the job is left to it."""
+        if not self.names.reserve(path):
+            pid, host = self.names.lock(path).owner() or ("?", "?")
+            logger.info(f"{path.name}: its name is reserved by process {pid} on {host} (another run into this "
+                        "folder), left to it")
+            return []
+        try:
+            variants = self.sample_variants(job.prompt, job.seed, 1)
+            try:
+                return self.write(path, job.prompt, identity,
+                                  [(name, videos[0], timing) for name, videos, timing in variants])
+            except OSError as error:
+                raise RunFailed(f"could not write {path} ({error.strerror or type(error).__name__}): stopped at "
+                                "this video; those finished before it are kept, and the same command resumes "
+                                f"from it once {path.parent} is writable (free space, permissions)") from error
+        finally:
+            self.names.release(path)
 
     # ------------------------------------------------------------------ sampling and timing
     def sample_variants(self, prompt: str, seed: int, num_videos: int) -> list[tuple[str, list[Video], dict]]:
@@ -461,8 +564,7 @@ class Generation:
 
         (_, base, base_timing), (_, cached, cached_timing) = variants
         write_comparison(base.frames, cached.frames, base_timing, cached_timing, targets,
-                         path.with_name(f"{path.stem}_metrics.json"),
-                         path.with_name(f"{path.stem}_side_by_side.gif"),
+                         self.names.metrics(path), self.names.gif(path),
                          timing_note=f"fastest of {self.backend.timing_repeats} runs each, the two variants' "
                                      "runs interleaved")
 
@@ -493,6 +595,21 @@ class Generation:
             parts.append(f"{label}{counts['videos']} videos, {counts['computed']}/{counts['calls']} "
                          f"transformer calls computed ({ratio:.2f}x fewer)")
         logger.info(f"EasyCache over this run: {'; '.join(parts)}{stopped}")
+
+
+def unsaved_line(path: Path, error: OSError, written: list[Path], rescued: list) -> str:
+    """The line of a single run whose videos could not all be written (``Generation.unsaved``)."""
+    line = f"could not write {path} ({error.strerror or type(error).__name__})"
+    folders = sorted({str(r) for r in rescued if isinstance(r, Path)})
+    lost = [r for r in rescued if not isinstance(r, Path)]
+    if folders:
+        line += f": saved in {', '.join(folders)} instead"
+    if lost:
+        line += (f"; {len(lost)} of {len(rescued)} videos not saved anywhere, nor in a temporary folder "
+                 f"({lost[0].strerror or type(lost[0]).__name__}): lost")
+    if written:
+        line += f"; the videos written before it are kept ({', '.join(p.name for p in written)})"
+    return f"{line}; free space or make {path.parent} writable"
 
 
 # How the log names each variant of a compared video.

@@ -348,3 +348,94 @@ def test_a_batch_stopped_while_writing_its_config_makes_the_job_again(hy15, tmp_
     assert easycache_generate.main(job) == 0
     assert json.loads((tmp_path / "v" / f"{stem}_config.json").read_text())["arguments"]["seed"] == 3
     assert (tmp_path / "v" / f"{stem}.mp4").is_file() and (tmp_path / "v" / f"{stem}.json").is_file()
+
+
+# ---------------------------------------------------------------------------- what --output_path may replace
+@pytest.fixture()
+def loads(monkeypatch):
+    """The times the drop-in loaded the model (a refusal must come before any)."""
+    from easycache.backends import hunyuan15
+
+    seen, load = [], hunyuan15.Hunyuan15Backend.load
+
+    def counted(self, args):
+        seen.append(args.output_path)
+        return load(self, args)
+
+    monkeypatch.setattr(hunyuan15.Hunyuan15Backend, "load", counted)
+    return seen
+
+
+@needs_checkout
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
+def test_an_output_path_that_cannot_be_a_video_is_refused_before_loading(hy15, tmp_path, capsys, loads, where):
+    """--output_path naming a folder (generate.py samples for minutes, then fails on it, leaving its
+    _config.json without a video), or a path under a file: one line naming --output_path, no load,
+    nothing written."""
+    import easycache_generate
+
+    _, flags, _ = hy15
+    if where == "a folder":
+        target, expected = tmp_path / "cat.mp4", "is a folder"
+        target.mkdir()
+    else:
+        (tmp_path / "notes").write_text("the user's notes")
+        target, expected = tmp_path / "notes" / "sub" / "cat.mp4", f"{tmp_path / 'notes'} is a file, not a folder"
+    before = sorted(tmp_path.rglob("*"))
+    code = easycache_generate.main([*flags, *QUICK, "--output_path", str(target)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: --output_path {target}") and expected in err[0], err
+    assert not loads and sorted(tmp_path.rglob("*")) == before
+
+
+@needs_checkout
+def test_the_run_json_beside_a_named_path_replaces_only_a_run_json_of_ours(hy15, tmp_path, monkeypatch, capsys, loads):
+    """--output_path ./outputs/cat.mp4 with the user's outputs/cat.json beside it (generate.py writes
+    no cat.json): refused before loading, in one line naming --output_path and the file; the file
+    kept. A run JSON an earlier run wrote there is replaced, as the video is."""
+    import easycache_generate
+    from easycache.backends import hunyuan15
+
+    _, flags, _ = hy15
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs").mkdir()
+    users = tmp_path / "outputs" / "cat.json"
+    users.write_text('{"label": "a cat, by hand"}')
+    command = [*flags, *QUICK, "--no-easycache", "--output_path", "./outputs/cat.mp4"]
+    assert easycache_generate.main(command) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --output_path ./outputs/cat.mp4: outputs/cat.json is there"), err
+    assert "move it, or name another --output_path" in err[0]
+    assert not loads and users.read_text() == '{"label": "a cat, by hand"}'
+    assert [p.name for p in (tmp_path / "outputs").iterdir()] == ["cat.json"]
+
+    backend = hunyuan15.Hunyuan15Backend(hunyuan_root=str(ROOT))  # a batch names its files by job: no refusal
+    backend.batch = True
+    backend.parse([a for a in command[2:] if a != "--no-easycache"], need_prompt=True)
+
+    users.unlink()
+    assert easycache_generate.main(command) == 0
+    first = json.loads(users.read_text())
+    assert easycache_generate.main(command) == 0, capsys.readouterr().err
+    second = json.loads(users.read_text())
+    assert first["video"] == second["video"] == "outputs/cat.mp4" and second["end_to_end_seconds"] != first["end_to_end_seconds"]
+    assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["cat.json", "cat.mp4", "cat_config.json"]
+
+
+@needs_checkout
+def test_without_output_path_a_config_of_the_default_name_is_kept(hy15, tmp_path, monkeypatch, capsys):
+    """No --output_path, and a _config.json of the default name there without its video (one
+    second's name): the name is taken, the video numbered, the earlier config kept."""
+    import easycache_generate
+    from easycache.backends import hunyuan15
+
+    _, flags, _ = hy15
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(hunyuan15.GenerateScript, "default_output_path", lambda self, version: "./outputs/out.mp4")
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "out_config.json").write_text('{"an earlier": "config"}')
+    assert easycache_generate.main([*flags, *QUICK, "--no-easycache"]) == 0
+    assert saved_lines(capsys.readouterr().out)[0] == "Saved video to: ./outputs/out_2.mp4"
+    assert (tmp_path / "outputs" / "out_config.json").read_text() == '{"an earlier": "config"}'
+    assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == [
+        "out_2.json", "out_2.mp4", "out_2_config.json", "out_config.json"]

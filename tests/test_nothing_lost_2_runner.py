@@ -169,6 +169,8 @@ def test_a_run_stopped_while_writing_leaves_no_reservation_and_frees_its_name(tm
     with pytest.raises(KeyboardInterrupt):
         run(OneName(tmp_path, 1), [], RunOptions())
     assert not list(tmp_path.glob("*.lock")) and not list(tmp_path.glob("*.mp4")) and not list(tmp_path.glob("*partial*"))
+    assert [p.name for p in tmp_path.iterdir()] == ["same.json"], "the run JSON written before the stop is kept"
+    (tmp_path / "same.json").unlink()  # cleared by the user: the name is free again (no reservation left)
     monkeypatch.undo()
     run(OneName(tmp_path, 2), [], RunOptions())
     assert tag_of(tmp_path / "same.mp4") == 2 and not (tmp_path / "same_2.mp4").exists(), "the name was free again"
@@ -340,3 +342,221 @@ def test_the_runs_last_line_counts_baseline_and_easycache_apart(disturbed_demo):
     assert "/40" not in total, total
     assert "baseline (threshold 0): 1 videos, 20/20 transformer calls computed (1.00x fewer)" in total, total
     assert f"EasyCache: 1 videos, {computed}/20 transformer calls computed" in total, total
+
+
+# ---------------------------------------------------------------------------- round 3: any file of a name
+class Compared(OneName):
+    """``OneName`` with a baseline compared: ``same_baseline.*``, ``same_easycache.*``, the metrics
+    and the GIF (both stubbed: written, not measured). ``paused``: an event its sampling waits on."""
+
+    compare_with_baseline = True
+
+    def __init__(self, save_dir: Path, tag: int, paused: threading.Event | None = None):
+        super().__init__(save_dir, tag)
+        self.paused, self.sampling = paused, threading.Event()
+
+    def sample(self, model, args, prompt, seed, num_videos):
+        self.sampling.set()
+        if self.paused is not None:
+            assert self.paused.wait(30), "never let go"
+        return super().sample(model, args, prompt, seed, num_videos)
+
+
+@pytest.fixture()
+def stub_comparison(monkeypatch):
+    import easycache.comparison as comparison
+
+    def write(base, cached, base_timing, cached_timing, videos, metrics_path, gif_path, timing_note):
+        metrics_path.write_text(json.dumps({"baseline": str(videos[0]), "easycache": str(videos[1])}))
+        gif_path.write_bytes(b"GIF89a")
+        return {}
+
+    monkeypatch.setattr(comparison, "write_comparison", write)
+
+
+@pytest.mark.parametrize("users", ["same.json"])
+def test_a_users_run_json_without_a_video_is_never_written_over(tmp_path, users):
+    (tmp_path / users).write_text("the user's own notes")
+    run(OneName(tmp_path, 1), [], RunOptions())
+    assert (tmp_path / users).read_text() == "the user's own notes"
+    assert tag_of(tmp_path / "same_2.mp4") == 1 and (tmp_path / "same_2.json").is_file()
+
+
+@pytest.mark.parametrize("users", ["same_metrics.json", "same_side_by_side.gif", "same_baseline.json",
+                                   "same_easycache.json", "same_easycache.mp4"])
+def test_any_file_a_compared_run_writes_makes_its_name_taken(tmp_path, stub_comparison, users):
+    (tmp_path / users).write_bytes(b"the user's own file")
+    run(Compared(tmp_path, 1), [], RunOptions())
+    assert (tmp_path / users).read_bytes() == b"the user's own file"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != users) == [
+        "same_2_baseline.json", "same_2_baseline.mp4", "same_2_easycache.json", "same_2_easycache.mp4",
+        "same_2_metrics.json", "same_2_side_by_side.gif"]
+
+
+class WithNotes(OneName):
+    """A code base that writes ``<name>_notes.txt`` beside each video (as HunyuanVideo-1.5 its _config.json)."""
+
+    def beside(self, path):
+        path.with_name(f"{path.stem}_notes.txt").write_text(f"notes of run {self.tag}")
+
+    def beside_paths(self, path):
+        return [path.with_name(f"{path.stem}_notes.txt")]
+
+
+def test_a_file_the_code_base_writes_beside_makes_its_name_taken(tmp_path):
+    (tmp_path / "same_notes.txt").write_text("the user's own notes")
+    run(WithNotes(tmp_path, 1), [], RunOptions())
+    assert (tmp_path / "same_notes.txt").read_text() == "the user's own notes"
+    assert (tmp_path / "same_2_notes.txt").read_text() == "notes of run 1" and tag_of(tmp_path / "same_2.mp4") == 1
+
+
+def test_a_baseline_run_and_an_easycache_run_at_once_never_share_a_name(tmp_path, monkeypatch, stub_comparison, log):
+    """--no-easycache (baseline only) and EasyCache (baseline + EasyCache) into one folder, both
+    choosing a name before either writes (a barrier at each run's first file): each keeps its own
+    files under its own name."""
+    barrier = threading.Barrier(2, timeout=30)
+    write_run_json = outputs.write_run_json
+    waited = set()
+
+    def after_both_chose(path, record):
+        if threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            barrier.wait()
+        return write_run_json(path, record)
+
+    monkeypatch.setattr(outputs, "write_run_json", after_both_chose)
+    errors = []
+
+    def one_run(tag, enabled):
+        try:
+            run(Compared(tmp_path, tag), [], RunOptions(enabled=enabled))
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=one_run, args=(1, False)), threading.Thread(target=one_run, args=(2, True))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    saved = sorted(Path(p).name for p in saved_paths(log))
+    assert len(saved) == 3 and len(set(saved)) == 3, saved
+    stems = {name.rsplit("_", 1)[0] for name in saved}
+    assert stems == {"same", "same_2"}, saved
+    for stem in stems:
+        baseline = json.loads((tmp_path / f"{stem}_baseline.json").read_text())
+        enabled = baseline["job"]["easycache"]["enabled"]
+        assert (tmp_path / f"{stem}_easycache.mp4").exists() is enabled, "a name holds one run's files"
+        assert tag_of(tmp_path / f"{stem}_baseline.mp4") == (2 if enabled else 1)
+    assert not list(tmp_path.glob("*.lock")) and not list(tmp_path.glob("*partial*"))
+
+
+def test_batches_of_other_variants_into_one_folder_make_one_job_at_a_time(tmp_path, stub_comparison, log):
+    """An EasyCache batch making a job while a --no-easycache batch of the same job starts: they
+    lock the job's name, not their last files (different per variants), so the second leaves it."""
+    paused, errors = threading.Event(), []
+    making = Compared(tmp_path, 2, paused)
+
+    def easycache_batch():
+        try:
+            run(making, [], RunOptions(prompts=["a"], seeds=[0]))
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    first = threading.Thread(target=easycache_batch)
+    first.start()
+    assert making.sampling.wait(30), "the EasyCache batch never started its job"
+    run(Compared(tmp_path, 1), [], RunOptions(enabled=False, prompts=["a"], seeds=[0]))
+    assert any("00000_seed0_a.mp4: its name is reserved by process" in m for m in log), log
+    assert not (tmp_path / "00000_seed0_a_baseline.mp4").exists(), "the baseline batch left the job to the other"
+    paused.set()
+    first.join(60)
+    assert not errors, errors
+    assert tag_of(tmp_path / "00000_seed0_a_baseline.mp4") == 2 and tag_of(tmp_path / "00000_seed0_a_easycache.mp4") == 2
+    assert json.loads((tmp_path / "00000_seed0_a_baseline.json").read_text())["job"]["easycache"]["enabled"] is True
+    assert not list(tmp_path.glob("*.lock"))
+
+
+# ---------------------------------------------------------------------------- a write that fails
+def no_space_in(folder: Path, monkeypatch):
+    """Writing a video into ``folder`` fails as a full disk fails; elsewhere it works."""
+    write_video = outputs.write_video
+
+    def full(frames, path, fps=24):
+        if Path(path).parent == folder:
+            raise OSError(28, "No space left on device", str(path))
+        return write_video(frames, path, fps=fps)
+
+    monkeypatch.setattr(outputs, "write_video", full)
+
+
+def test_a_video_that_cannot_be_written_is_one_line_and_saved_elsewhere(tmp_path, monkeypatch, quick_demo, capsys):
+    """The disk fills while the demo samples: one error line naming the path and the reason, exit 1,
+    no traceback; the sampled set is written into a temporary folder the line names, and what was
+    written in the save folder before (the run JSON) is kept."""
+    import tempfile
+
+    import easycache_sample_video
+
+    folder, spare = tmp_path / "videos", tmp_path / "tmp"
+    spare.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spare))
+    no_space_in(folder, monkeypatch)
+    code = easycache_sample_video.main([*DEMO, "--prompt", "a red circle moving left", "--seed", "1",
+                                        "--save-path", str(folder)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith("error: could not write ") and str(folder) in err[0] and "No space left on device" in err[0]
+    (rescue,) = spare.glob("easycache_unsaved_*")
+    assert f"saved in {rescue} instead" in err[0]
+    assert sorted(p.suffix for p in rescue.iterdir()) == [".gif", ".json", ".json", ".json", ".mp4", ".mp4"]
+    assert [p.suffix for p in folder.iterdir() if not p.name.startswith(".")] == [".json"], "the run JSON is kept"
+    assert not list(folder.glob("*.lock")) and not list(folder.glob("*partial*"))
+
+
+class TwoVideos(OneName):
+    def parse(self, argv, need_prompt):
+        return argparse.Namespace(), Settings(save_dir=self.save_dir, prompt="a", seed=0, steps=10, num_videos=2)
+
+    def sample(self, model, args, prompt, seed, num_videos):
+        (video,) = super().sample(model, args, prompt, seed, 1)
+        return [Video(video.frames, seed), Video(video.frames, seed + 1)]
+
+
+def test_videos_after_the_one_that_failed_are_saved_elsewhere_too(tmp_path, monkeypatch):
+    """Two videos of one run, the disk full after the first: the first kept where it goes, the
+    second in the temporary folder the line names (never dropped because the first one went)."""
+    import tempfile
+
+    from easycache.errors import RunFailed
+
+    spare = tmp_path / "tmp"
+    spare.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spare))
+    folder = tmp_path / "videos"
+    write_video, calls = outputs.write_video, []
+
+    def full_after_one(frames, path, fps=24):
+        calls.append(path)
+        if Path(path).parent == folder and len(calls) > 1:
+            raise OSError(28, "No space left on device", str(path))
+        return write_video(frames, path, fps=fps)
+
+    monkeypatch.setattr(outputs, "write_video", full_after_one)
+    with pytest.raises(RunFailed) as failed:
+        run(TwoVideos(folder, 1), [], RunOptions())
+    (rescue,) = spare.glob("easycache_unsaved_*")
+    assert f"could not write {folder / 'same_2.mp4'} (No space left on device): saved in {rescue} instead" in str(failed.value)
+    assert "the videos written before it are kept (same.mp4)" in str(failed.value)
+    assert tag_of(folder / "same.mp4") == 1 and tag_of(rescue / "same_2.mp4") == 1
+    assert not list(folder.glob("*.lock")) and not list(rescue.glob("*.lock"))
+
+
+def test_a_batch_video_that_cannot_be_written_stops_the_run_in_one_line(tmp_path, monkeypatch):
+    from easycache.errors import RunFailed
+
+    no_space_in(tmp_path, monkeypatch)
+    with pytest.raises(RunFailed, match=r"could not write .*00000_seed0_a\.mp4 \(No space left on device\): "
+                                        r"stopped at this video.*the same command resumes"):
+        run(OneName(tmp_path, 1), [], RunOptions(prompts=["a"], seeds=[0]))
+    assert not list(tmp_path.glob("*.lock"))

@@ -54,7 +54,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..errors import UsageError
-from ..outputs import written_whole
+from ..outputs import is_run_record, written_whole
 from ..runner import Backend, Settings, Video, prompt_required
 
 CHECKOUT_HINT = (
@@ -289,11 +289,33 @@ class Hunyuan15Backend(Backend):
                              f"{WEIGHTS_HINT}")
         self.args = args
         output = Path(args.output_path) if args.output_path else None
+        if output is not None:
+            self.check_output_path(args.output_path)
         world = int(os.environ.get("WORLD_SIZE", "1"))
         settings = Settings(save_dir=output.parent if output else Path("outputs"), prompt=args.prompt,
                             seed=args.seed, steps=args.num_inference_steps or 50, num_videos=1,
-                            splits_video=world > 1)
+                            splits_video=world > 1, save_flag="--output_path",
+                            save_given=args.output_path if output else None)
         return args, settings
+
+    def check_output_path(self, text: str) -> None:
+        """Refuse, before loading, an ``--output_path`` the run could not write or would write over a
+        file that is not its to replace: a folder (generate.py loads, samples for minutes, then fails
+        on it, leaving its _config.json without a video); a path under a file; in a single run, a
+        file at the run JSON's path (``cat.json`` beside ``cat.mp4``) that is not a run JSON of
+        ours (see the file-name choice below)."""
+        path = Path(text)
+        if path.is_dir():
+            raise UsageError(f"--output_path {text} is a folder: name the video's file in it "
+                             f"(--output_path {path / 'video.mp4'})")
+        for parent in path.parents:
+            if parent.exists() and not parent.is_dir():
+                raise UsageError(f"--output_path {text}: {parent} is a file, not a folder; "
+                                 "name a path in a folder")
+        record = path.with_suffix(".json")
+        if not self.batch and os.path.lexists(record) and not is_run_record(record):
+            raise UsageError(f"--output_path {text}: {record} is there and is not a run JSON of easycache, which "
+                             "this entry writes at that path beside the video; move it, or name another --output_path")
 
     def load(self, args: argparse.Namespace) -> HunyuanVideo15Pipeline:
         """generate.py's own loading: its import-time setup, then generate_video() up to its pipeline call."""
@@ -320,12 +342,23 @@ class Hunyuan15Backend(Backend):
     # ------------------------------------------------------------------ generate.py's file names
     # The choice (a drop-in keeps what the program it replaces writes): with --output_path named, the
     # video is written at exactly that path, replacing a file there, as generate.py's save_video
-    # does: the user named it, and scripts around generate.py read it there. Its _config.json records
-    # output_path as generate.py records it (the string given, "./outputs/cat.mp4" kept as spelled;
-    # arguments.output_path null where the flag was not given) and the console says generate.py's
-    # own "Saved video to: ..." lines. Only where no path was named (generate.py's default
-    # ./outputs/output_{version}_{time}.mp4, one name a second) does a name taken already get a
-    # number (_2, _3: Names.free) instead of replacing the earlier video, which no one named.
+    # does: the user named it, and scripts around generate.py read it there. So are generate.py's
+    # other files of that name ({name}_config.json, {name}_before_sr.mp4), as it replaces them. Its
+    # _config.json records output_path as generate.py records it (the string given,
+    # "./outputs/cat.mp4" kept as spelled; arguments.output_path null where the flag was not given)
+    # and the console says generate.py's own "Saved video to: ..." lines. Only where no path was
+    # named (generate.py's default ./outputs/output_{version}_{time}.mp4, one name a second) does a
+    # name taken already (any file of it there: Names.taken, with beside_paths) get a number (_2, _3:
+    # Names.free) instead of replacing the earlier files, which no one named.
+    #
+    # The run JSON ({name}.json) is ours, not generate.py's: generate.py writes nothing there, so the
+    # user naming cat.mp4 did not name cat.json, and a cat.json of theirs (notes, a label file, a
+    # config of another tool) must not be lost to the drop-in. It replaces only a run JSON this
+    # project wrote (is_run_record: its keys, its versions naming easycache: an earlier run at the
+    # same path, which the rerun supersedes as it supersedes the video). Anything else there is
+    # refused before loading, in one line naming --output_path and the file (check_output_path):
+    # refused rather than numbered, since the video must go where the user named it. (A file put
+    # there while the video samples is not checked again: the check is where it costs nothing.)
     def video_path(self, save_dir: Path, seed: int, prompt: str) -> Path:
         """``--output_path``, else generate.py's ``./outputs/output_{transformer_version}_{time}.mp4``."""
         if self.args.output_path:
@@ -336,6 +369,18 @@ class Hunyuan15Backend(Backend):
     def replaces_named_path(self) -> bool:
         """True with ``--output_path``: written there, replacing what is there, as generate.py does."""
         return bool(self.args.output_path)
+
+    def beside_paths(self, path: Path) -> list[Path]:
+        """What ``beside`` may write for ``path``: the pre-SR video (with --save_pre_sr_video) and
+        the _config.json (with --save_generation_config, its default), named as generate.py names them."""
+        args = getattr(self, "args", None)
+        base, ext = os.path.splitext(str(path))
+        paths = []
+        if getattr(args, "save_pre_sr_video", False):
+            paths.append(Path(f"{base}_before_sr{ext}"))
+        if getattr(args, "save_generation_config", False):
+            paths.append(Path(f"{base}_config.json"))
+        return paths
 
     def output_text(self, path: Path) -> str:
         """``path`` spelled as generate.py spells it in its _config.json and its console lines:
