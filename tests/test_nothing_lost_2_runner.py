@@ -287,7 +287,7 @@ def disturbed_demo(tmp_path_factory):
             if easycache.installed_cache(pipe).config.thresh == 0:
                 time.sleep(2 * (time.perf_counter() - started[0]))
 
-        pipe.transformer.x_embedder.register_forward_pre_hook(start)
+        pipe.transformer.x_embedder.proj.register_forward_pre_hook(start)
         pipe.transformer.norm_out.register_forward_hook(slow)
         return pipe
 
