@@ -281,7 +281,10 @@ def test_a_worker_that_waits_for_a_machine_is_said_once_and_the_others_go_on(pro
     finally:
         logger.remove(sink)
     assert len(written) == 2 and len(videos(tmp_path)) == 4
-    waits = [line for line in said if "waited" in line]
-    assert len(waits) == 1, said
-    assert "worker-2 has waited" in waits[0] and "2 free CPUs" in waits[0] and "1 of 2 workers started meanwhile" in waits[0]
+    waits = [line for line in said if "has waited" in line]
+    # the worker left without room is said once; on a loaded machine the first may also wait past the
+    # warning's 8 s before Ray places it, and is then said once too (which worker Ray places first is Ray's)
+    waiting = [line.split(" has waited")[0] for line in waits]
+    assert waits and len(waiting) == len(set(waiting)) <= 2, said
+    assert all("2 free CPUs" in line and "of 2 workers started meanwhile" in line for line in waits), said
     assert len({w for _, _, w in calls(probe)}) == 1, "the worker that had room made both videos"
