@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench import gpu_check
+from easycache.versions import at_least
 from needs import needs
 
 # Every check but the refusals runs diffusers' HunyuanVideo transformer.
@@ -262,6 +263,8 @@ def test_the_real_size_check_on_a_cpu_is_refused(tmp_path, capsys, nothing_runs,
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     if gpu_check.missing_packages():
         pytest.skip("the package check comes first")
+    if not at_least("diffusers", gpu_check.DIFFUSERS_NEEDED):
+        pytest.skip(f"the diffusers check comes first (diffusers < {gpu_check.DIFFUSERS_NEEDED})")
     err = refused(capsys, ["--device", "cpu", "--out", str(tmp_path)])
     assert "--device cpu: the real-size check needs a GPU (--tiny runs toy shapes on a CPU)" in err
 
