@@ -81,7 +81,7 @@ def calibrate(pipe, prompts: list[str], seeds, steps: int) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", nargs="+", default=["demo", "demo-wan"],
                         help="demo, demo-wan, or a diffusers pipeline folder / hub id (default: both demos)")
@@ -93,7 +93,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="the JSON to write (one --model only; default "
                                       "bench/results/<model>/teacache_coefficients.json)")
     parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     from run_bench import folder_name, load_model
     from teacache import COEFFICIENTS_FILE, RESULTS, weights_fingerprint
 

@@ -120,7 +120,7 @@ def write_md(path: Path, model: str, curves: dict, comparisons: dict, meta: dict
     path.write_text("\n".join(lines) + "\n")
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", nargs="+", default=["demo", "demo-wan"], choices=["demo", "demo-wan"])
     parser.add_argument("--steps", type=int, default=50)
@@ -128,7 +128,11 @@ def main(argv=None) -> int:
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
     parser.add_argument("--out", default="bench-results/kalman", help="<out>/<model>/kalman.{json,md}")
     parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     from easycache.demo import load_demo_pipeline
 
     for model in args.model:

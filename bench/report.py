@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -224,6 +224,13 @@ def rewrite(folder: Path) -> None:
     write_plot(data["rows"], data["meta"], folder / "speed_psnr.png")
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Rewrite results.md and speed_psnr.png from each run folder's "
+                                     "results.json.")
+    parser.add_argument("folders", nargs="*", type=Path, metavar="FOLDER", help="a run's folder (its results.json)")
+    return parser
+
+
 if __name__ == "__main__":
-    for name in sys.argv[1:]:
-        rewrite(Path(name))
+    for folder in build_parser().parse_args().folders:
+        rewrite(folder)

@@ -379,7 +379,7 @@ def result_row(method: Method, timing: Timing, base: Timing, base_quality_of, sp
 # Flags: everything that can be checked before the model loads.
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", nargs="+", default=["demo", "demo-wan"],
                         help="models to benchmark, one after another: demo, demo-wan (the embedded demos), or a "
@@ -410,7 +410,11 @@ def parse_args(argv=None):
     parser.add_argument("--overwrite", action="store_true",
                         help="replace results.json, results.md, speed_psnr.png in an existing --out (nothing "
                              "else in the folder is touched)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def check_numbers(args) -> None:

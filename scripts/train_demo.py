@@ -56,7 +56,7 @@ from easycache.demo.text import WordTokenizer  # noqa: E402
 from easycache.demo.weights import CONFIG, DEMO_FOLDERS, build_modules, load_demo, save_demo  # noqa: E402
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=10000, help="optimizer steps; more is better and slower")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -83,7 +83,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="the transformer: diffusers' HunyuanVideo (the 'demo' model) or Wan 2.1 ('demo-wan')")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for demo.safetensors and config.json (default: the shipped model's folder)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def noise_levels(n: int, shift: float, pure_noise: float, generator: torch.Generator) -> torch.Tensor:

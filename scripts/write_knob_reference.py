@@ -105,7 +105,13 @@ def render() -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """No flags: the page's path and content are fixed."""
+    return argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    build_parser().parse_args(argv)
     PAGE.parent.mkdir(exist_ok=True)
     PAGE.write_text(render(), encoding="utf-8")
     print(f"wrote {PAGE.relative_to(ROOT)}")

@@ -467,13 +467,17 @@ def run_script(script: Path, argv: Sequence[str], hyvideo_root: Path, model_base
             sys.path.remove(str(Path(script).resolve().parent))
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    """CLI: python easycache/testing/tencent_tiny.py --model-base DIR SCRIPT [SCRIPT ARGS...]"""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-base", required=True, type=Path)
     parser.add_argument("script", type=Path)
     parser.add_argument("script_args", nargs=argparse.REMAINDER)
-    ns = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """CLI: python easycache/testing/tencent_tiny.py --model-base DIR SCRIPT [SCRIPT ARGS...]"""
+    ns = build_parser().parse_args(argv)
     root, reason = hyvideo_root_or_skip_reason()
     if root is None:
         raise SystemExit(reason)
