@@ -2,7 +2,7 @@
 true classifier-free guidance): shipped, loadable, trained well enough to be worth caching, and
 what EasyCache does to them at their preset, measured through the entry script.
 
-Floors (set from measurement on the shipped weights; see the numbers in the README):
+Floors (set from measurement on the shipped weights; see the numbers in docs/demos.md):
 - held-out prompts: at least 16 of 20 show the named colour and move in the named direction
   (demo-wan with its guidance; without guidance it scores lower, which is tested too);
 - EasyCache at the model's preset, 50 steps: PSNR against the baseline >= the model's floor and at
@@ -107,7 +107,7 @@ def test_guidance_helps_the_wan_demo(wan):
     """The Wan demo was trained with prompt dropout (and noisy captions) for classifier-free
     guidance: the held-out check scores higher with its guidance (5) than without (1). Measured:
     both 20/20 right, and the named motion 7.21 px with guidance against 5.61 without (the data's
-    clips: 6.5), so the count ties and the motion decides; see the README for what guidance costs."""
+    clips: 6.5), so the count ties and the motion decides; see docs/demos.md for what guidance costs."""
     assert wan.config.guidance_scale > 1
     assert held_out_score(wan) > held_out_score(wan, guidance_scale=1.0)
 

@@ -4,8 +4,8 @@ from Debian's packages (``chromium``, ``chromium-driver``) driven by selenium th
 resolves no host but 127.0.0.1). A mistake typed into the page shows one line and the server goes
 on; then a prompt is typed and generated, the numbers shown must equal the run JSON's, and the
 video served must decode to the demo's 9 frames. A screenshot is saved under the test's tmp
-folder, and also at $EASYCACHE_SCREENSHOT when set (the README's). $EASYCACHE_GRADIO_PYTHON runs
-the server under another interpreter (e.g. HunyuanVideo's environment with its gradio 5.0.0).
+folder, and also at $EASYCACHE_SCREENSHOT when set (the one docs/web.md shows).
+$EASYCACHE_GRADIO_PYTHON runs the server under another interpreter (e.g. HunyuanVideo's environment with its gradio 5.0.0).
 """
 
 from __future__ import annotations
