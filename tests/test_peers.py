@@ -189,10 +189,19 @@ class IndicatorTap:
 
     def __init__(self, pipe):
         transformer = pipe.transformer
-        self.values, self._fresh = [], False
+        self.values, self._fresh, self._block_input = [], False, None
         self._handles = [transformer.register_forward_pre_hook(lambda *_: setattr(self, "_fresh", True))]
         if teacache.architecture(transformer) == "wan":
             self._handles.append(transformer.blocks[0].register_forward_pre_hook(lambda m, args: self._take(args[2])))
+        elif type(transformer.transformer_blocks[0]).__name__ == "DualStreamBlock":
+            # The plain-torch demo (diffusers < 0.32): norm1 gives only (shift, scale, ...) of the
+            # timestep; the modulated input is the block's input modulated by them.
+            from easycache.demo.hunyuan_torch import modulate
+
+            block = transformer.transformer_blocks[0]
+            self._handles.append(block.register_forward_pre_hook(lambda m, args: setattr(self, "_block_input", args[0])))
+            self._handles.append(block.norm1.register_forward_hook(
+                lambda m, args, out: self._take(modulate(self._block_input, out[0], out[1]))))
         else:
             self._handles.append(transformer.transformer_blocks[0].norm1.register_forward_hook(
                 lambda m, args, out: self._take(out[0] if isinstance(out, tuple) else out)))

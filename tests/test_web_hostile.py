@@ -320,7 +320,7 @@ def test_a_disturbed_baseline_is_not_claimed(session):
         if session.cache.config.thresh == 0:  # the baseline's calls take the hit
             time.sleep(0.02)
 
-    hook = session.model.transformer.x_embedder.register_forward_pre_hook(slow)
+    hook = session.model.transformer.x_embedder.proj.register_forward_pre_hook(slow)  # the plain-torch demo calls proj directly
     try:
         result = session.generate(form(session, compare=True, steps=10))
     finally:
