@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from run_bench import folder_name, load_model
     from teacache import COEFFICIENTS_FILE, RESULTS, weights_fingerprint
 

@@ -287,6 +287,20 @@ def test_fit_recovers_a_polynomial_and_reports_r2():
     assert teacache.fit(list(zip(x, noisy)))[1] < 0.99
 
 
+@pytest.mark.parametrize("argv, says", [
+    (["--model", "demo", "demo-wan", "--out", "x.json"], "--out takes one --model"),
+    (["--model", "owner/name"], "--model owner/name: pass --prompt-file"),
+])
+def test_calibration_refuses_before_loading_in_one_line(argv, says, capsys, monkeypatch):
+    import calibrate_teacache
+    import run_bench
+
+    monkeypatch.setattr(run_bench, "load_model", lambda *a: pytest.fail("a model was loaded"))
+    with pytest.raises(SystemExit) as exit_:
+        calibrate_teacache.main(argv)
+    assert exit_.value.code == 2 and says in capsys.readouterr().err
+
+
 def test_calibration_prompts_are_kept_apart_from_the_timed_ones():
     from calibrate_teacache import calibration_prompts
     from run_bench import DEFAULT_PROMPTS
