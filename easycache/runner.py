@@ -194,7 +194,7 @@ def plan_run(backend: Backend, argv: list[str], options: RunOptions, extensions:
     for step in extensions:
         identity.update(step.job_key())
     jobs = jobs_for(options.prompts, options.seeds, settings.prompt, settings.seed) if options.batch else []
-    return Plan(backend, args, settings, options, extensions, identity, Names(backend, options), jobs)
+    return Plan(backend, args, settings, options, extensions, identity, Names.for_run(backend, options), jobs)
 
 
 def start_generation(plan: Plan) -> "Generation":
@@ -277,19 +277,18 @@ class Names:
     whatever the variants), so two runs choosing one stem exclude each other even where they write
     different variants (a ``--no-easycache`` run and an EasyCache run into one folder in one second)."""
 
-    backend: Backend | None = None  # the code base, for the files it writes beside a video
+    def __init__(self, backend: Backend, variants: list[str]):
+        self.backend = backend  # the code base, for the files it writes beside a video
+        self.variants = variants
+        self.reserved: dict[Path, JobLock] = {}  # the names ``free`` reserved and ``release`` has not given back
 
-    def __init__(self, backend: Backend, options: RunOptions):
-        self.backend = backend
+    @classmethod
+    def for_run(cls, backend: Backend, options: RunOptions) -> "Names":
+        """A command-line run's: the video alone, or the baseline (and EasyCache's) where the backend
+        compares them."""
         if not backend.compare_with_baseline:
-            self.variants = ["video"]
-        else:
-            self.variants = ["baseline", "easycache"] if options.enabled else ["baseline"]
-
-    @property
-    def reserved(self) -> dict[Path, JobLock]:
-        """The names ``free`` reserved and ``release`` has not given back yet."""
-        return self.__dict__.setdefault("_reserved", {})
+            return cls(backend, ["video"])
+        return cls(backend, ["baseline", "easycache"] if options.enabled else ["baseline"])
 
     def of(self, path: Path, variant: str) -> Path:
         return path if variant == "video" else path.with_name(f"{path.stem}_{variant}{path.suffix}")
@@ -313,9 +312,7 @@ class Names:
         files = []
         for variant in self.variants:
             video = self.of(path, variant)
-            files += [video, video.with_suffix(".json")]
-            if self.backend is not None:
-                files += self.backend.beside_paths(video)
+            files += [video, video.with_suffix(".json"), *self.backend.beside_paths(video)]
         if len(self.variants) == 2:
             files += [self.metrics(path), self.gif(path)]
         return files
@@ -341,13 +338,10 @@ class Names:
         n = 1
         while True:
             candidate = path if n == 1 else path.with_name(f"{path.stem}_{n}{path.suffix}")
-            if not self.taken(candidate):
-                lock = self.lock(candidate)
-                if lock.acquire():
-                    if not self.taken(candidate):  # not written by another run between the look and the lock
-                        self.reserved[candidate] = lock
-                        return candidate
-                    lock.release()
+            if not self.taken(candidate) and self.reserve(candidate):
+                if not self.taken(candidate):  # not written by another run between the look and the lock
+                    return candidate
+                self.release(candidate)
             n += 1
 
     def reserve(self, path: Path) -> bool:

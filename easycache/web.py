@@ -128,13 +128,6 @@ class Progress:
     records: list = field(default_factory=list)
 
 
-class _PageNames(Names):
-    """The runner's file naming, with the variants this generation asks for."""
-
-    def __init__(self, variants: list[str]):
-        self.variants = variants
-
-
 class PageSession:
     """A backend's model, loaded once with its cache, generating one ``Form`` at a time."""
 
@@ -218,7 +211,7 @@ class PageSession:
         options = RunOptions(cache={"thresh": config.thresh, "warmup_steps": config.warmup_steps},
                              enabled=form.easycache)
         source = f"{self.source}; page: thresh, warmup_steps" if form.easycache else "EasyCache off in the page: threshold 0"
-        names = _PageNames(variants)
+        names = Names(self.backend, variants)  # the runner's file naming, this generation's variants
         with self.lock:
             set_flow_shift(self.model, args.flow_shift)
             self.cache.config = config
@@ -373,8 +366,7 @@ def read_result(path: Path, written: list[Path]) -> Result:
     record = json.loads(final.with_suffix(".json").read_text())
     result = Result(video=final, record=record, files=[p for v in written for p in (v, v.with_suffix(".json"))])
     if len(written) == 2:
-        metrics_path = path.with_name(f"{path.stem}_metrics.json")
-        gif_path = path.with_name(f"{path.stem}_side_by_side.gif")
+        metrics_path, gif_path = Names.metrics(path), Names.gif(path)
         result.baseline = written[0]
         result.baseline_record = json.loads(written[0].with_suffix(".json").read_text())
         result.metrics = json.loads(metrics_path.read_text())
